@@ -1,0 +1,1 @@
+"""Relational Memory Explorer web server."""
