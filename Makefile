@@ -13,7 +13,7 @@ $(BIN)/relmem: pyproject.toml
 	touch $@
 
 $(VENV)/.test-deps: $(BIN)/relmem
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $@
 
 run: $(BIN)/relmem

@@ -1,0 +1,174 @@
+"""The readout head and the model interface shared by the LSTM and the RMC.
+
+A model is a recurrent core followed by a readout MLP. The core turns inputs
+of shape (B, T, D) into per-step features of shape (B, T, S). The readout maps
+the last step's features (B, S) to outputs of width O, or every step's
+features (B, T, S) when ``per_step_targets`` is set. Subclasses provide the
+core, and this module provides ``forward``, ``backward``, ``loss_and_grads``
+and ``predict`` on top of it.
+
+Readout parameters are ``readout.{j}.W`` and ``readout.{j}.b`` for layer
+``j``; the widths are ``readout_hidden`` followed by O, with ReLU between
+layers and none after the last.
+"""
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from models.layers import init_linear, mlp_backward, mlp_forward
+from models.losses import loss_and_gradient
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Fields shared by every model kind; validated by ``models.factory.make_model``."""
+
+    input_size: int
+    output_size: int
+    seed: int = 0
+    dtype: str = "float32"
+    per_step_targets: bool = False
+    readout_hidden: tuple[int, ...] = ()
+
+
+class ModelCache(NamedTuple):
+    core: Any  # the core's own cache
+    readout: Any  # MLPCache of the readout
+    feature_shape: tuple[int, int, int]  # (B, T, S)
+
+
+def zero_grads(params):
+    return {name: np.zeros_like(value) for name, value in params.items()}
+
+
+def add_grads(grads, prefix, local_grads):
+    """Add a layer's ``{"W": ...}`` grads into the flat dict under ``prefix.W`` and so on."""
+    for name, value in local_grads.items():
+        grads[f"{prefix}.{name}"] += value
+
+
+class RecurrentModel:
+    """Base class: a recurrent core followed by a readout MLP.
+
+    Subclasses set ``kind`` and implement ``_init_core_params``,
+    ``_feature_size``, ``_core_forward``, ``_core_backward`` and ``_trace``.
+    """
+
+    kind = ""
+
+    def __init__(self, hyper, params=None):
+        self.hyper = hyper
+        self.dtype = np.dtype(hyper.dtype)
+        if params is None:
+            params = self._init_params(np.random.default_rng(hyper.seed))
+        self.params = params
+
+    @property
+    def config(self):
+        """JSON-ready dict with everything ``make_model(**config)`` needs to rebuild the model."""
+        fields = dataclasses.asdict(self.hyper)
+        fields["readout_hidden"] = list(fields["readout_hidden"])
+        return {"kind": self.kind, **fields}
+
+    @property
+    def param_count(self):
+        return int(sum(value.size for value in self.params.values()))
+
+    def _init_params(self, rng):
+        params = self._init_core_params(rng)
+        widths = [self._feature_size, *self.hyper.readout_hidden, self.hyper.output_size]
+        for j, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+            params[f"readout.{j}.W"], params[f"readout.{j}.b"] = init_linear(
+                rng, fan_in, fan_out, self.dtype
+            )
+        return params
+
+    def _readout_layers(self):
+        count = len(self.hyper.readout_hidden) + 1
+        return [
+            (self.params[f"readout.{j}.W"], self.params[f"readout.{j}.b"]) for j in range(count)
+        ]
+
+    def _check_input(self, x):
+        x = np.asarray(x)
+        if x.ndim != 3 or x.shape[2] != self.hyper.input_size or x.shape[1] < 1:
+            raise ValueError(
+                f"x must have shape (batch, steps >= 1, {self.hyper.input_size}), got {x.shape}"
+            )
+        return x.astype(self.dtype, copy=False)
+
+    def forward(self, x, trace=False):
+        """Run the model on x of shape (B, T, D).
+
+        Returns:
+            (outputs, cache, trace). The outputs have shape (B, O), or (B, T, O)
+            with ``per_step_targets``. The cache is the input of ``backward``.
+            The trace is None unless ``trace`` is True, and then the dict of
+            arrays documented on the subclass's ``_trace``.
+        """
+        x = self._check_input(x)
+        features, core_cache = self._core_forward(x)  # (B, T, S)
+        selected = features if self.hyper.per_step_targets else features[:, -1]
+        outputs, readout_cache = mlp_forward(selected, self._readout_layers())
+        cache = ModelCache(core_cache, readout_cache, features.shape)
+        return outputs, cache, (self._trace(core_cache) if trace else None)
+
+    def backward(self, d_outputs, cache):
+        """Backpropagate through time from d_outputs (the shape of forward's outputs).
+
+        Returns:
+            (dx, grads): dx of shape (B, T, D) and grads with exactly the keys of params.
+        """
+        d_selected, readout_grads = mlp_backward(d_outputs, cache.readout)
+        if self.hyper.per_step_targets:
+            d_features = d_selected
+        else:
+            d_features = np.zeros(cache.feature_shape, dtype=d_selected.dtype)  # (B, T, S)
+            d_features[:, -1] = d_selected
+        dx, grads = self._core_backward(d_features, cache.core)
+        for j, local in enumerate(readout_grads):
+            add_grads(grads, f"readout.{j}", local)
+        return dx, grads
+
+    def loss_and_grads(self, x, y, loss):
+        """Return the mean loss (a float) and its gradient for every parameter.
+
+        Args:
+            x: inputs of shape (B, T, D).
+            y: targets (B, O) for "mse" or integer labels (B,) for
+                "cross_entropy"; with ``per_step_targets``, (B, T, O) or (B, T).
+            loss: "mse" or "cross_entropy".
+        """
+        outputs, cache, _ = self.forward(x)
+        value, d_outputs = loss_and_gradient(loss, outputs, y)
+        _, grads = self.backward(d_outputs, cache)
+        return value, grads
+
+    def predict(self, x, trace=False):
+        """Return (predictions, trace); predictions are logits for classification.
+
+        The trace is None unless requested; its arrays are documented on the
+        subclass's ``_trace``.
+        """
+        outputs, _, trace_arrays = self.forward(x, trace=trace)
+        return outputs, trace_arrays
+
+    # Subclass hooks.
+
+    @property
+    def _feature_size(self):
+        raise NotImplementedError
+
+    def _init_core_params(self, rng):
+        raise NotImplementedError
+
+    def _core_forward(self, x):
+        raise NotImplementedError
+
+    def _core_backward(self, d_features, core_cache):
+        raise NotImplementedError
+
+    def _trace(self, core_cache):
+        raise NotImplementedError

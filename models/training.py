@@ -1,0 +1,284 @@
+"""The training loop: a function of a config, a seeded generator and an event callback.
+
+``train`` keeps all of its state in local variables, so a server can run it many times in
+one process and stop it between steps through ``should_stop``.
+"""
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.factory import make_model
+from models.losses import accuracy, loss_and_gradient
+from models.optim import Adam, global_norm, scheduled_learning_rate
+from models.train_config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+# Held-out sequences go through the model in chunks of this many, to bound memory.
+EVAL_CHUNK = 1024
+
+
+class TrainingDiverged(RuntimeError):
+    """A NaN or infinite loss or gradient norm ended training.
+
+    Attributes:
+        step: the 1-based step whose loss or gradients were not finite.
+        metrics: the metric events emitted before the divergence.
+    """
+
+    def __init__(self, message: str, step: int, metrics: list[dict]):
+        super().__init__(message)
+        self.step = step
+        self.metrics = metrics
+
+
+@dataclass
+class TrainResult:
+    """Outcome of ``train``: ``status`` is "completed" or "cancelled"."""
+
+    status: str
+    model: object
+    summary: dict
+    metrics: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class _MetricWindow:
+    """Training measurements since the previous metric event."""
+
+    started: float
+    loss_sum: float = 0.0
+    count: int = 0
+    grad_norm: float = math.nan
+    learning_rate: float = math.nan
+
+    def add(self, loss: float, grad_norm: float, learning_rate: float) -> None:
+        self.loss_sum += loss
+        self.count += 1
+        self.grad_norm = grad_norm
+        self.learning_rate = learning_rate
+
+    def ms_per_step(self, now: float) -> float:
+        return 1000.0 * (now - self.started) / max(self.count, 1)
+
+
+def _is_eval_step(step: int, config: TrainConfig) -> bool:
+    return step % config.eval_interval == 0 or step == config.steps
+
+
+def _is_metric_step(step: int, config: TrainConfig) -> bool:
+    return step % config.log_interval == 0 or _is_eval_step(step, config)
+
+
+def evaluate(model, loss: str, x: np.ndarray, y: np.ndarray) -> tuple[float, float | None]:
+    """Return the mean loss on ``(x, y)`` and, for "cross_entropy", the accuracy."""
+    total_loss = 0.0
+    total_correct = 0.0
+    for start in range(0, len(x), EVAL_CHUNK):
+        x_chunk, y_chunk = x[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
+        predictions, _ = model.predict(x_chunk)
+        chunk_loss, _ = loss_and_gradient(loss, predictions, y_chunk)
+        total_loss += chunk_loss * len(x_chunk)
+        if loss == "cross_entropy":
+            total_correct += accuracy(predictions, y_chunk) * len(x_chunk)
+    test_accuracy = total_correct / len(x) if loss == "cross_entropy" else None
+    return total_loss / len(x), test_accuracy
+
+
+def build_model(config: TrainConfig, task):
+    """Return the configured model, sized for ``task`` and initialised from ``config.seed``."""
+    return make_model(
+        config.model,
+        input_size=task.input_size,
+        output_size=task.output_size,
+        seed=config.seed,
+        dtype=config.dtype,
+        **config.model_options,
+    )
+
+
+def _emit_log(on_event: Callable[[dict], None], message: str, level: int = logging.INFO) -> None:
+    logger.log(level, message)
+    on_event({"type": "log", "message": message})
+
+
+def _format_accuracy(value: float | None) -> str:
+    return "" if value is None else f", accuracy {value:.4f}"
+
+
+def train(
+    config: TrainConfig,
+    rng: np.random.Generator | None = None,
+    on_event: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train the configured model with Adam on fresh batches drawn from ``rng``.
+
+    The parameters are initialised from ``config.seed``. The held-out set is drawn once
+    from ``numpy.random.default_rng([config.seed, 1])``, so it never overlaps the stream of
+    training batches and is the same for every model trained with that seed.
+
+    Args:
+        config: the training configuration.
+        rng: source of the training batches [``numpy.random.default_rng(config.seed)``].
+        on_event: called with each log and metric event, in order (see ``TrainConfig``).
+        should_stop: called before every step; training ends as "cancelled" once it
+            returns True.
+
+    Raises:
+        TrainingDiverged: when a loss or gradient norm is NaN or infinite, after the
+            measurements of the preceding steps were emitted.
+        ValueError: for model options that ``make_model`` rejects.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if rng is None:
+        rng = np.random.default_rng(config.seed)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    emit = on_event if on_event is not None else (lambda event: None)
+
+    task = config.build_task()
+    model = build_model(config, task)
+    test_x, test_y = task.sample(config.eval_size, np.random.default_rng([config.seed, 1]))
+    baselines = task.baselines(test_x, test_y)
+    _emit_log(
+        emit,
+        f"training {config.model} on {config.task} with seed {config.seed}: "
+        f"{model.param_count} parameters; config {json.dumps(config.to_dict(), sort_keys=True)}",
+    )
+
+    run = _Run(config, task, model, test_x, test_y, emit)
+    status = run.loop(rng, should_stop)
+    summary = {
+        "status": status,
+        "final_test_loss": run.test_loss,
+        "final_test_accuracy": run.test_accuracy,
+        "baselines": baselines,
+        "steps": run.step,
+        "seconds": run.elapsed(),
+        "param_count": model.param_count,
+    }
+    _emit_log(
+        emit,
+        f"training {status} after {run.step} steps in {summary['seconds']:.1f} s: "
+        f"test loss {run.test_loss}{_format_accuracy(run.test_accuracy)}; baselines {baselines}",
+    )
+    return TrainResult(status=status, model=model, summary=summary, metrics=run.metrics)
+
+
+class _Run:
+    """The mutable state of one call to ``train``: step counter, timers and metrics."""
+
+    def __init__(self, config, task, model, test_x, test_y, emit):
+        self.config = config
+        self.task = task
+        self.model = model
+        self.test_x = test_x
+        self.test_y = test_y
+        self.emit = emit
+        self.optimizer = Adam(model.params, clip_norm=config.clip_norm)
+        self.metrics: list[dict] = []
+        self.step = 0
+        self.last_metric_step = 0
+        self.test_loss: float | None = None
+        self.test_accuracy: float | None = None
+        self.started = time.perf_counter()
+        self.window = _MetricWindow(self.started)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def loop(self, rng: np.random.Generator, should_stop: Callable[[], bool] | None) -> str:
+        """Run the remaining steps and return "completed" or "cancelled"."""
+        while self.step < self.config.steps:
+            if should_stop is not None and should_stop():
+                if self.step > self.last_metric_step:
+                    self._emit_metric(train_accuracy=None, evaluate_now=True)
+                return "cancelled"
+            self._train_step(rng)
+        return "completed"
+
+    def _train_step(self, rng: np.random.Generator) -> None:
+        config = self.config
+        x, y = self.task.sample(config.batch_size, rng)
+        learning_rate = scheduled_learning_rate(
+            self.step,
+            peak=config.learning_rate,
+            schedule=config.lr_schedule,
+            total_steps=config.steps,
+            warmup_steps=config.warmup_steps,
+        )
+        step = self.step + 1
+
+        # Training accuracy is measured on this step's batch, before the update.
+        train_accuracy = None
+        if self.task.loss == "cross_entropy" and _is_metric_step(step, config):
+            train_accuracy = accuracy(self.model.predict(x)[0], y)
+
+        loss, grads = self.model.loss_and_grads(x, y, self.task.loss)
+        if math.isfinite(loss):
+            grad_norm = self.optimizer.step(self.model.params, grads, learning_rate)
+        else:
+            grad_norm = global_norm(grads)
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            self._diverge(step, loss, grad_norm)
+
+        self.step = step
+        self.window.add(loss, grad_norm, learning_rate)
+        if _is_metric_step(step, config):
+            self._emit_metric(train_accuracy, evaluate_now=_is_eval_step(step, config))
+
+    def _emit_metric(self, train_accuracy: float | None, evaluate_now: bool) -> None:
+        test_loss = test_accuracy = None
+        if evaluate_now:
+            test_loss, test_accuracy = evaluate(
+                self.model, self.task.loss, self.test_x, self.test_y
+            )
+            self.test_loss, self.test_accuracy = test_loss, test_accuracy
+
+        now = time.perf_counter()
+        window = self.window
+        event = {
+            "type": "metric",
+            "step": self.step,
+            "train_loss": window.loss_sum / window.count,
+            "grad_norm": window.grad_norm,
+            "learning_rate": window.learning_rate,
+            "elapsed": now - self.started,
+            "test_loss": test_loss,
+            "test_accuracy": test_accuracy,
+            "train_accuracy": train_accuracy,
+        }
+        logger.info(
+            "step %d/%d: train loss %.6f, grad norm %.4g, learning rate %.3g, %.1f ms/step",
+            self.step,
+            self.config.steps,
+            event["train_loss"],
+            window.grad_norm,
+            window.learning_rate,
+            window.ms_per_step(now),
+        )
+        self.metrics.append(event)
+        self.emit(dict(event))
+        if evaluate_now:
+            _emit_log(
+                self.emit,
+                f"step {self.step}: test loss {test_loss:.6f}{_format_accuracy(test_accuracy)}",
+            )
+        self.last_metric_step = self.step
+        self.window = _MetricWindow(now)
+
+    def _diverge(self, step: int, loss: float, grad_norm: float) -> None:
+        """Emit the measurements of the steps before ``step``, then raise TrainingDiverged."""
+        if self.step > self.last_metric_step:
+            self._emit_metric(train_accuracy=None, evaluate_now=False)
+        message = f"diverged at step {step}: loss {loss}, gradient norm {grad_norm}"
+        _emit_log(self.emit, message, level=logging.ERROR)
+        raise TrainingDiverged(message, step=step, metrics=self.metrics)

@@ -1,0 +1,185 @@
+"""Backpropagation through time checked against central finite differences in float64.
+
+Every case unrolls T = 4 steps and checks every parameter of the model, up to
+``ENTRIES_PER_PARAM`` seeded entries each, plus every entry of the input x.
+The finite differences use the fourth-order central stencil
+(-f(+2h) + 8 f(+h) - 8 f(-h) + f(-2h)) / 12h, whose truncation error is far
+below the tolerance at h = STEP.
+"""
+
+import numpy as np
+import pytest
+
+from models.factory import make_model
+from models.losses import loss_and_gradient
+
+STEP = 1e-5
+TOLERANCE = 1e-6
+ENTRIES_PER_PARAM = 16
+BATCH, STEPS, INPUT_SIZE, OUTPUT_SIZE = 2, 4, 3, 3
+
+# Relative error |a - b| / max(|a| + |b|, FLOOR). Central differences of a
+# float64 loss of order 1 with STEP are accurate to about 1e-10 (rounding of
+# the loss divided by the step), so entries whose gradient is below FLOOR are
+# held to an absolute error of FLOOR * TOLERANCE = 1e-9 instead. Some entries
+# are exactly zero in theory, such as the key part of ``qkv_norm.bias``,
+# because softmax ignores a shift shared by every key.
+FLOOR = 1e-3
+
+
+def relative_error(analytic, numeric):
+    return np.abs(analytic - numeric) / np.maximum(np.abs(analytic) + np.abs(numeric), FLOOR)
+
+
+def sample_batch(loss, per_step, rng):
+    x = rng.standard_normal((BATCH, STEPS, INPUT_SIZE))
+    target_shape = (BATCH, STEPS) if per_step else (BATCH,)
+    if loss == "mse":
+        return x, rng.standard_normal((*target_shape, OUTPUT_SIZE))
+    return x, rng.integers(0, OUTPUT_SIZE, size=target_shape)
+
+
+def loss_value(model, x, y, loss):
+    outputs, _, _ = model.forward(x)
+    return loss_and_gradient(loss, outputs, y)[0]
+
+
+def numeric_gradient(array, indices, evaluate):
+    """Central differences of ``evaluate()`` with respect to the given flat entries of array."""
+    flat = array.reshape(-1)
+    assert np.shares_memory(flat, array), "the perturbed entries must be the model's own"
+    numeric = np.empty(len(indices))
+    for n, index in enumerate(indices):
+        original = flat[index]
+        values = []
+        for offset in (2, 1, -1, -2):
+            flat[index] = original + offset * STEP
+            values.append(evaluate())
+        flat[index] = original
+        numeric[n] = (-values[0] + 8 * values[1] - 8 * values[2] + values[3]) / (12 * STEP)
+    return numeric
+
+
+def max_errors(model, x, y, loss):
+    """Return {name: max relative error} for every parameter and for "x"."""
+    rng = np.random.default_rng(1)
+    outputs, cache, _ = model.forward(x)
+    _, d_outputs = loss_and_gradient(loss, outputs, y)
+    dx, grads = model.backward(d_outputs, cache)
+    assert set(grads) == set(model.params)
+
+    errors = {}
+    for name, value in model.params.items():
+        count = min(value.size, ENTRIES_PER_PARAM)
+        indices = rng.choice(value.size, size=count, replace=False)
+        numeric = numeric_gradient(value, indices, lambda: loss_value(model, x, y, loss))
+        errors[name] = relative_error(grads[name].reshape(-1)[indices], numeric).max()
+
+    indices = np.arange(x.size)
+    numeric = numeric_gradient(x, indices, lambda: loss_value(model, x, y, loss))
+    errors["x"] = relative_error(dx.reshape(-1), numeric).max()
+    return errors
+
+
+def jitter_params(model, rng):
+    """Move every parameter off its initial value.
+
+    Zero biases put ReLU inputs exactly at the kink whenever a row of the layer
+    below is all zeros, where finite differences and the subgradient disagree.
+    Jitter also moves gains off 1 so that they are checked away from a special
+    point.
+    """
+    for value in model.params.values():
+        value += 0.1 * rng.standard_normal(value.shape)
+
+
+def assert_gradients_match(kind, loss, per_step=False, **hyper):
+    model = make_model(
+        kind,
+        input_size=INPUT_SIZE,
+        output_size=OUTPUT_SIZE,
+        seed=3,
+        dtype="float64",
+        per_step_targets=per_step,
+        **hyper,
+    )
+    jitter_params(model, np.random.default_rng(4))
+    x, y = sample_batch(loss, per_step, np.random.default_rng(2))
+    errors = max_errors(model, x, y, loss)
+    worst = max(errors, key=errors.get)
+    assert errors[worst] < TOLERANCE, f"{worst}: relative error {errors[worst]:.2e}"
+    return errors
+
+
+RMC_TINY = {"mem_slots": 3, "head_size": 2, "num_heads": 2, "key_size": 3}
+
+RMC_CASES = {
+    "unit-gates-one-block": dict(gate_style="unit", num_blocks=1),
+    "unit-gates-two-blocks": dict(gate_style="unit", num_blocks=2),
+    "memory-gates-one-block": dict(gate_style="memory", num_blocks=1),
+    "memory-gates-two-blocks": dict(gate_style="memory", num_blocks=2),
+    "no-gates-one-block": dict(gate_style=None, num_blocks=1),
+    "no-gates-two-blocks": dict(gate_style=None, num_blocks=2),
+    "three-mlp-layers-readout-mlp": dict(attention_mlp_layers=3, readout_hidden=[5, 4]),
+    "more-slots-than-width": dict(mem_slots=5, num_heads=1, key_size=2),
+}
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+@pytest.mark.parametrize("case", sorted(RMC_CASES))
+def test_rmc_gradients(case, loss):
+    assert_gradients_match("rmc", loss, **{**RMC_TINY, **RMC_CASES[case]})
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+@pytest.mark.parametrize("gate_style", ["unit", "memory", None])
+def test_rmc_gradients_per_step_targets(gate_style, loss):
+    assert_gradients_match("rmc", loss, per_step=True, gate_style=gate_style, **RMC_TINY)
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+@pytest.mark.parametrize("per_step", [False, True])
+def test_lstm_gradients(loss, per_step):
+    assert_gradients_match("lstm", loss, per_step=per_step, hidden_size=4)
+
+
+def test_lstm_gradients_readout_mlp():
+    assert_gradients_match("lstm", "cross_entropy", hidden_size=4, readout_hidden=[6, 5])
+
+
+def test_gradient_check_detects_a_wrong_gradient():
+    model = make_model(
+        "lstm", input_size=INPUT_SIZE, output_size=OUTPUT_SIZE, dtype="float64", hidden_size=4
+    )
+    x, y = sample_batch("mse", False, np.random.default_rng(2))
+    outputs, cache, _ = model.forward(x)
+    _, d_outputs = loss_and_gradient("mse", outputs, y)
+    _, grads = model.backward(d_outputs, cache)
+    indices = np.arange(model.params["lstm.W"].size)
+    numeric = numeric_gradient(
+        model.params["lstm.W"], indices, lambda: loss_value(model, x, y, "mse")
+    )
+    analytic = grads["lstm.W"].reshape(-1)
+    assert relative_error(analytic, numeric).max() < TOLERANCE
+    assert relative_error(analytic * 1.001, numeric).max() > TOLERANCE
+
+
+@pytest.mark.parametrize(
+    ("kind", "hyper", "learning_rate"),
+    [
+        ("lstm", {"hidden_size": 8}, 0.3),
+        ("rmc", {"mem_slots": 3, "head_size": 4, "num_heads": 2}, 0.1),
+    ],
+)
+def test_gradient_descent_lowers_loss(kind, hyper, learning_rate):
+    """Plain gradient descent in float32 fits a fixed batch of random targets."""
+    model = make_model(kind, input_size=INPUT_SIZE, output_size=OUTPUT_SIZE, **hyper)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 5, INPUT_SIZE))
+    y = rng.standard_normal((16, OUTPUT_SIZE))
+    first, _ = model.loss_and_grads(x, y, "mse")
+    for _ in range(200):
+        loss, grads = model.loss_and_grads(x, y, "mse")
+        for name in model.params:
+            model.params[name] -= learning_rate * grads[name]
+    assert loss < 0.1 * first
