@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, required=True, help="optimizer steps")
     parser.add_argument("--seed", type=int, required=True, help="seed of weights and data")
     parser.add_argument("--out", type=Path, required=True, help="folder for the run's files")
+
     parser.add_argument(
         "--batch-size", type=int, help=f"sequences per step [{defaults.batch_size}]"
     )
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--warmup-steps", type=int, help="steps of linear warm-up [0]")
     parser.add_argument("--clip-norm", type=float, help="global gradient norm clip [none]")
+    parser.add_argument("--dtype", choices=DTYPES, help=f"float type [{defaults.dtype}]")
+
     parser.add_argument(
         "--eval-interval", type=int, help=f"steps between evaluations [{defaults.eval_interval}]"
     )
@@ -96,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-interval", type=int, help=f"steps between metric lines [{defaults.log_interval}]"
     )
-    parser.add_argument("--dtype", choices=DTYPES, help=f"float type [{defaults.dtype}]")
+
     parser.add_argument(
         "--task-option",
         type=parse_option,
@@ -113,11 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="model hyperparameter, repeatable, e.g. hidden_size=128 or readout_hidden=[128,128]",
     )
+
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the run files already in --out"
     )
     parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="lowest level of log lines printed [INFO]",
     )
     return parser
 

@@ -121,15 +121,22 @@ def train(
     """Train the configured model with Adam on fresh batches drawn from ``rng``.
 
     The parameters are initialised from ``config.seed``. The held-out set is drawn once
-    from ``numpy.random.default_rng([config.seed, 1])``, so it never overlaps the stream of
-    training batches and is the same for every model trained with that seed.
+    from its own generator, ``numpy.random.default_rng([config.seed, 1])``, so it stays
+    fixed during the run and is the same for every model trained with that seed.
 
     Args:
         config: the training configuration.
         rng: source of the training batches [``numpy.random.default_rng(config.seed)``].
-        on_event: called with each log and metric event, in order (see ``TrainConfig``).
-        should_stop: called before every step; training ends as "cancelled" once it
-            returns True.
+        on_event: called with each event dict, in order. ``{"type": "log", "message"}``
+            comes at the start, after each evaluation and at the end. ``{"type": "metric",
+            "step", "train_loss", "grad_norm", "learning_rate", "elapsed", "test_loss",
+            "test_accuracy", "train_accuracy"}`` comes every ``log_interval`` steps, at
+            every evaluation and at the last step. ``train_loss`` is the mean since the
+            previous metric, ``grad_norm`` and ``learning_rate`` are the latest step's, and
+            ``train_accuracy`` is measured on the latest batch. The ``test_*`` fields are
+            None except at evaluations, and the accuracies are None for MSE tasks.
+        should_stop: called before every step. Once it returns True, the model is
+            evaluated and training ends as "cancelled".
 
     Raises:
         TrainingDiverged: when a loss or gradient norm is NaN or infinite, after the

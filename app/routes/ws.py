@@ -1,0 +1,155 @@
+"""Websockets: live events of one run (``/ws/runs/{id}``) and of all runs (``/ws/runs``).
+
+Each connection subscribes to the hub before it reads the snapshot from the store. An
+event written to the store before the read is in the snapshot, and one written after it
+is published after the subscription and arrives live. Live events that the snapshot
+already covers (metrics up to its last step, a status or progress it already shows) are
+skipped, so a client gets every metric exactly once, in step order. Log messages are not
+stored: a client receives those sent after it connected.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+
+import anyio
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketState
+
+from app.hub import ALL_RUNS_CHANNEL, Hub, Subscription, run_channel
+from app.routes.common import RUN_ID_PATTERN
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter()
+
+# Application close codes: 4404 for an unknown run; 1013 ("try again later") for a client
+# dropped because it read too slowly.
+CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_SLOW = 1013
+
+
+@router.websocket("/ws/runs/{run_id}")
+async def run_events(websocket: WebSocket, run_id: str) -> None:
+    """Send a snapshot of the run and its metrics, then its live events."""
+    await websocket.accept()
+    store = websocket.app.state.store
+    if not RUN_ID_PATTERN.match(run_id):
+        await websocket.close(CLOSE_NOT_FOUND, "run id must be 12 lowercase hex characters")
+        return
+    hub: Hub = websocket.app.state.hub
+    subscription = hub.subscribe(run_channel(run_id))
+    try:
+        run = await anyio.to_thread.run_sync(store.get_run, run_id)
+        if run is None:
+            await websocket.close(CLOSE_NOT_FOUND, f"run {run_id} not found")
+            return
+        metrics = await anyio.to_thread.run_sync(store.get_metrics, run_id)
+        await websocket.send_text(json.dumps({"type": "snapshot", "run": run, "metrics": metrics}))
+        seen = _RunFilter(run, metrics)
+        await _stream(websocket, subscription, seen.is_new)
+    finally:
+        hub.unsubscribe(subscription)
+
+
+@router.websocket("/ws/runs")
+async def all_run_events(websocket: WebSocket) -> None:
+    """Send a snapshot of every run, then status and progress changes of all runs."""
+    await websocket.accept()
+    hub: Hub = websocket.app.state.hub
+    subscription = hub.subscribe(ALL_RUNS_CHANNEL)
+    try:
+        runs = await anyio.to_thread.run_sync(websocket.app.state.store.list_runs)
+        await websocket.send_text(json.dumps({"type": "snapshot", "runs": runs}))
+        seen = _AllRunsFilter(runs)
+        await _stream(websocket, subscription, seen.is_new)
+    finally:
+        hub.unsubscribe(subscription)
+
+
+class _RunFilter:
+    """Skip live events of one run that its snapshot already contains."""
+
+    def __init__(self, run: dict, metrics: list[dict]):
+        self.last_step = metrics[-1]["step"] if metrics else None
+        self.last_run = run
+
+    def is_new(self, payload: dict) -> bool:
+        kind = payload.get("type")
+        if kind == "metric":
+            if self.last_step is not None and payload["step"] <= self.last_step:
+                return False
+            self.last_step = payload["step"]
+        elif kind == "status":
+            if payload["run"] == self.last_run:
+                return False
+            self.last_run = payload["run"]
+        return True
+
+
+class _AllRunsFilter:
+    """Skip live status and progress messages that the runs snapshot already shows."""
+
+    def __init__(self, runs: list[dict]):
+        self.runs = {run["id"]: run for run in runs}
+        self.steps = {run["id"]: run["progress"]["step"] for run in runs}
+
+    def is_new(self, payload: dict) -> bool:
+        kind = payload.get("type")
+        if kind == "status":
+            run = payload["run"]
+            if self.runs.get(run["id"]) == run:
+                return False
+            self.runs[run["id"]] = run
+        elif kind == "progress":
+            run_id = payload["run_id"]
+            if payload["step"] <= self.steps.get(run_id, -1):
+                return False
+            self.steps[run_id] = payload["step"]
+        return True
+
+
+async def _stream(
+    websocket: WebSocket, subscription: Subscription, is_new: Callable[[dict], bool]
+) -> None:
+    """Forward subscription messages until the client leaves or the hub drops it."""
+    sender = asyncio.create_task(_send_messages(websocket, subscription, is_new))
+    receiver = asyncio.create_task(_wait_for_disconnect(websocket))
+    dropped = asyncio.create_task(subscription.dropped.wait())
+    tasks = {sender, receiver, dropped}
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if dropped in done:
+        logger.warning("closing a slow websocket client of %s", subscription.channel)
+        await _close(websocket, CLOSE_TOO_SLOW, "event queue full: the client read too slowly")
+    elif sender in done and sender.exception() is not None:
+        logger.debug("websocket send on %s failed: %r", subscription.channel, sender.exception())
+
+
+async def _send_messages(websocket: WebSocket, subscription: Subscription, is_new) -> None:
+    while True:
+        message = await subscription.get()
+        if is_new(message.payload):
+            await websocket.send_text(message.text)
+
+
+async def _wait_for_disconnect(websocket: WebSocket) -> None:
+    """Read and ignore client messages until the client disconnects."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    if websocket.application_state == WebSocketState.DISCONNECTED:
+        return
+    # A client that stopped reading may never take the close frame; do not wait for it.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(websocket.close(code, reason), timeout=1.0)

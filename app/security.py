@@ -1,0 +1,142 @@
+"""Protection against other websites: Host and Origin checks, and a request size limit.
+
+A web page on another site can make the browser send requests to 127.0.0.1, either
+directly (cross-site requests with a foreign ``Origin``) or after pointing its own domain
+name at 127.0.0.1 (DNS rebinding, recognisable by a foreign ``Host``). This middleware:
+
+- rejects every request whose ``Host`` is not one of the server's own names
+  (localhost, 127.0.0.1, [::1], the bound host and any configured extra names), with
+  any port, with 400;
+- rejects state-changing requests (every method except GET, HEAD and OPTIONS) and all
+  websocket handshakes whose ``Origin`` is present and is not the origin of the request
+  itself (``http(s)://`` plus the ``Host`` header), with 403; a request without
+  ``Origin`` comes from a non-browser client and passes;
+- rejects request bodies larger than ``max_body_bytes`` with 413.
+"""
+
+import json
+import logging
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+DEFAULT_MAX_BODY_BYTES = 2 * 2**20
+
+# Websocket close code for a policy violation (RFC 6455); the server answers the
+# handshake with HTTP 403.
+WS_POLICY_VIOLATION = 1008
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def host_name(host_header: str | None) -> str | None:
+    """Return the lower-case host name of a Host header without port or brackets.
+
+    Returns None for a missing or malformed header.
+    """
+    if not host_header:
+        return None
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        name, bracket, rest = host[1:].partition("]")
+        if not bracket or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return None
+        return name
+    name, colon, port = host.partition(":")
+    if colon and not port.isdigit():
+        return None
+    return name or None
+
+
+class LocalOriginMiddleware:
+    """ASGI middleware applying the Host, Origin and body-size rules of this module."""
+
+    def __init__(
+        self, app: ASGIApp, host_names: set[str], max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    ):
+        self.app = app
+        self.host_names = {name.lower() for name in host_names}
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        host = headers.get("host")
+        if host_name(host) not in self.host_names:
+            logger.warning("rejected a request for %s with Host header %r", scope["path"], host)
+            await _reject(scope, send, 400, f"invalid Host header {host!r}")
+            return
+        origin = headers.get("origin")
+        changes_state = scope["type"] == "websocket" or scope["method"] not in SAFE_METHODS
+        if changes_state and origin is not None and not _same_origin(origin, host):
+            logger.warning("rejected a request for %s from origin %r", scope["path"], origin)
+            await _reject(scope, send, 403, f"cross-origin request from {origin!r} rejected")
+            return
+        if scope["type"] == "http":
+            await self._call_with_body_limit(scope, receive, send, headers)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _call_with_body_limit(self, scope, receive, send, headers) -> None:
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await _reject(scope, send, 413, self._too_large_message(int(declared)))
+            return
+        received = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            if response_started:
+                raise
+            await _reject(scope, send, 413, self._too_large_message(received))
+
+    def _too_large_message(self, size: int) -> str:
+        return f"request body of {size} bytes exceeds the limit of {self.max_body_bytes} bytes"
+
+
+def _same_origin(origin: str, host: str) -> bool:
+    parts = urlsplit(origin.strip().lower())
+    return parts.scheme in ("http", "https") and parts.netloc == host.strip().lower()
+
+
+async def _reject(scope: Scope, send: Send, status: int, detail: str) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION, "reason": detail})
+        return
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,125 @@
+"""Analytic matmul FLOPs of one training step, and the machine's measured matmul rate.
+
+A training step's compute-bound limit is its matmul FLOPs divided by the best
+float32 matmul rate NumPy's BLAS reaches on this machine with the same threads.
+Elementwise work (layer norms, softmax, gates, Adam) is not counted, so the
+limit is a lower bound on the time of a step, never reached in practice.
+
+Counting: a product of (m, k) by (k, n) costs 2mkn FLOPs. The backward pass
+of every product computes the gradients of both factors, each as costly as
+the forward product, so a training step costs three times its forward
+matmuls. That includes the gradient with respect to the data ``x``, which the
+NumPy models return; it is below 0.5% of the total in every benchmark
+configuration.
+"""
+
+import time
+
+import numpy as np
+
+
+def matmul_flops(m, k, n):
+    return 2 * m * k * n
+
+
+def _readout_flops(rows, feature_size, readout_hidden, output_size):
+    widths = [feature_size, *readout_hidden, output_size]
+    return sum(matmul_flops(rows, a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
+
+
+def rmc_forward_flops(config, batch, steps):
+    """Matmul FLOPs of one RMC forward pass over (batch, steps) for a model ``config``."""
+    slots, heads, head_size = config["mem_slots"], config["num_heads"], config["head_size"]
+    key_size = config["key_size"] or head_size
+    width = heads * head_size  # F
+    rows = slots + 1  # R
+    qkv_width = heads * (2 * key_size + head_size)
+    gate_width = {"unit": width, "memory": 1, None: 0}[config["gate_style"]]
+
+    per_block = (
+        matmul_flops(batch * rows, width, qkv_width)  # qkv map
+        + heads * batch * matmul_flops(rows, key_size, rows)  # q k^T
+        + heads * batch * matmul_flops(rows, rows, head_size)  # weights v
+        + config["attention_mlp_layers"] * matmul_flops(batch * rows, width, width)
+    )
+    per_step = config["num_blocks"] * per_block
+    total = matmul_flops(batch * steps, config["input_size"], width)  # input projection
+    if gate_width:
+        per_step += matmul_flops(batch * slots, width, 2 * gate_width)  # tanh(M) @ W_gm
+        total += matmul_flops(batch * steps, width, 2 * gate_width)  # u @ W_gx
+    total += steps * per_step
+
+    readout_rows = batch * steps if config["per_step_targets"] else batch
+    return total + _readout_flops(
+        readout_rows, slots * width, config["readout_hidden"], config["output_size"]
+    )
+
+
+def lstm_forward_flops(config, batch, steps):
+    """Matmul FLOPs of one LSTM forward pass over (batch, steps) for a model ``config``."""
+    units = config["hidden_size"]
+    total = steps * matmul_flops(batch, config["input_size"] + units, 4 * units)
+    readout_rows = batch * steps if config["per_step_targets"] else batch
+    return total + _readout_flops(
+        readout_rows, units, config["readout_hidden"], config["output_size"]
+    )
+
+
+def training_step_flops(config, batch, steps):
+    """Matmul FLOPs of forward plus backward: three times the forward matmuls."""
+    forward = {"rmc": rmc_forward_flops, "lstm": lstm_forward_flops}[config["kind"]]
+    return 3 * forward(config, batch, steps)
+
+
+def largest_matmul_shape(config, batch):
+    """Return the (m, k, n) of the model's largest per-step matmul, the one that dominates."""
+    if config["kind"] == "lstm":
+        units = config["hidden_size"]
+        return batch, config["input_size"] + units, 4 * units
+    width = config["num_heads"] * config["head_size"]
+    key_size = config["key_size"] or config["head_size"]
+    return batch * (config["mem_slots"] + 1), width, config["num_heads"] * (2 * key_size + config["head_size"])
+
+
+class MatmulRate:
+    """Measure the float32 matmul rate of NumPy's BLAS in short bursts.
+
+    Each burst times ``repeats`` products of every shape and keeps the best
+    shape's median rate, so that bursts spread over a benchmark follow the
+    load of a shared machine.
+
+    Args:
+        shapes: (m, k, n) products to time; the default adds 1024 cubed to
+            the model's own shapes.
+        repeats: products timed per shape and burst.
+    """
+
+    def __init__(self, shapes, repeats=5, seed=0):
+        rng = np.random.default_rng(seed)
+        self.operands = [
+            (
+                rng.standard_normal((m, k)).astype(np.float32),
+                rng.standard_normal((k, n)).astype(np.float32),
+            )
+            for m, k, n in shapes
+        ]
+        self.repeats = repeats
+        self.samples = []  # FLOP/s of each burst
+
+    def burst(self):
+        best = 0.0
+        for a, b in self.operands:
+            out = np.empty((a.shape[0], b.shape[1]), dtype=np.float32)
+            np.matmul(a, b, out=out)  # touch the operands once before timing
+            seconds = []
+            for _ in range(self.repeats):
+                started = time.perf_counter()
+                np.matmul(a, b, out=out)
+                seconds.append(time.perf_counter() - started)
+            flops = matmul_flops(a.shape[0], a.shape[1], b.shape[1])
+            best = max(best, flops / float(np.median(seconds)))
+        self.samples.append(best)
+        return best
+
+    def median(self):
+        return float(np.median(self.samples))

@@ -1,0 +1,297 @@
+// The dashboard's launch form, built from GET /api/tasks and posted to POST /api/runs.
+
+import { apiFetch, formatLocation, showError } from "./api.js";
+import { element } from "./format.js";
+import {
+  buildField,
+  clearFieldErrors,
+  readFields,
+  setFieldValue,
+  showFieldError,
+} from "./form_fields.js";
+
+// Every task here has one target per sequence, so a model that reads out every step cannot
+// train on it. The option stays available through the API.
+const HIDDEN_MODEL_OPTIONS = new Set(["per_step_targets"]);
+
+// Fields of a run request that are not training settings.
+const RUN_IDENTITY_FIELDS = new Set(["task", "task_options", "model", "model_options"]);
+
+const MODEL_LABELS = { rmc: "RMC (relational memory core)", lstm: "LSTM" };
+
+/**
+ * Read GET /api/tasks: tasks, models and training fields, each option with its type, default
+ * and limits, and the launch presets. A preset's `alternative` (a smaller version of it)
+ * becomes a preset of its own, and the RMC comes first because this tool is about it.
+ */
+export function readSpecs(raw) {
+  const presets = (raw.presets ?? []).flatMap((preset) =>
+    preset.alternative
+      ? [preset, { ...preset.alternative, alternativeOf: preset.title ?? preset.name }]
+      : [preset],
+  );
+  const models = [...raw.models].sort((a, b) => (b.kind === "rmc") - (a.kind === "rmc"));
+  return { tasks: raw.tasks, models, training: raw.training, presets };
+}
+
+export class LaunchForm {
+  constructor({ form, onLaunched }) {
+    this.form = form;
+    this.onLaunched = onLaunched;
+    this.taskSelect = form.querySelector("#field-task");
+    this.modelSelect = form.querySelector("#field-model");
+    this.pairBox = form.querySelector("#field-pair");
+    this.taskOptions = form.querySelector("#task-options");
+    this.modelOptions = form.querySelector("#model-options");
+    this.trainingOptions = form.querySelector("#training-options");
+    this.status = document.getElementById("launch-status");
+    this.presetNote = document.getElementById("preset-note");
+  }
+
+  async load() {
+    this.specs = readSpecs(await apiFetch("/api/tasks"));
+    this.taskSelect.replaceChildren(
+      ...this.specs.tasks.map((task) => element("option", { value: task.name }, task.name)),
+    );
+    this.modelSelect.replaceChildren(
+      ...this.specs.models.map((model) =>
+        element("option", { value: model.kind }, MODEL_LABELS[model.kind] ?? model.kind),
+      ),
+    );
+    this.renderTaskOptions();
+    this.renderModelOptions();
+    this.renderTrainingOptions();
+    this.renderPresets();
+
+    this.taskSelect.addEventListener("change", () => this.renderTaskOptions());
+    this.modelSelect.addEventListener("change", () => this.showModelOptions());
+    this.pairBox.addEventListener("change", () => this.showModelOptions());
+    this.form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.submit();
+    });
+    this.form.dataset.ready = "true";
+  }
+
+  currentTask() {
+    return this.specs.tasks.find((task) => task.name === this.taskSelect.value);
+  }
+
+  renderTaskOptions() {
+    const task = this.currentTask();
+    document.getElementById("task-description").textContent = task?.description ?? "";
+    this.taskOptions.replaceChildren(
+      ...(task?.options ?? []).map((spec) =>
+        buildField(spec, { scope: "task", path: `task_options.${spec.name}` }),
+      ),
+    );
+  }
+
+  renderModelOptions() {
+    this.modelOptions.replaceChildren(
+      ...this.specs.models.map((model) =>
+        element(
+          "fieldset",
+          {
+            className: "model-options",
+            dataset: { model: model.kind },
+            "data-testid": `model-options-${model.kind}`,
+          },
+          element("legend", {}, `${MODEL_LABELS[model.kind] ?? model.kind} hyperparameters`),
+          element(
+            "div",
+            { className: "field-grid" },
+            ...model.options
+              .filter((spec) => !HIDDEN_MODEL_OPTIONS.has(spec.name))
+              .map((spec) =>
+                buildField(spec, { scope: model.kind, path: `model_options.${spec.name}` }),
+              ),
+          ),
+        ),
+      ),
+    );
+    this.showModelOptions();
+  }
+
+  renderTrainingOptions() {
+    this.trainingOptions.replaceChildren(
+      ...this.specs.training.map((spec) => buildField(spec, { scope: "train", path: spec.name })),
+    );
+  }
+
+  /** Add one button per preset of GET /api/tasks; a slow preset is labelled as such. */
+  renderPresets() {
+    const group = document.getElementById("presets");
+    for (const preset of this.specs.presets) {
+      const label = preset.too_slow_for_laptop
+        ? `${preset.title} (too slow for a laptop)`
+        : preset.title;
+      group.append(
+        element(
+          "button",
+          {
+            type: "button",
+            className: preset.too_slow_for_laptop ? "preset slow" : "preset",
+            "data-testid": `preset-${preset.name}`,
+            onclick: () => this.applyPreset(preset),
+          },
+          label ?? preset.name,
+        ),
+      );
+    }
+    group.hidden = this.specs.presets.length === 0;
+  }
+
+  /** Show the chosen model's fieldset, or both when launching a pair. */
+  showModelOptions() {
+    const pair = this.pairBox.checked;
+    this.modelSelect.disabled = pair;
+    for (const fieldset of this.modelOptions.querySelectorAll("fieldset[data-model]")) {
+      fieldset.hidden = !pair && fieldset.dataset.model !== this.modelSelect.value;
+    }
+  }
+
+  /**
+   * Fill the form from a preset: its runs are complete POST /api/runs bodies, one per model
+   * kind, sharing task and training settings. Fields a preset leaves out get their defaults.
+   */
+  applyPreset(preset) {
+    const runs = preset.runs ?? [];
+    const first = runs[0];
+    if (!first) return;
+    const { task, task_options: taskOptions, model } = first;
+    const training = Object.fromEntries(
+      Object.entries(first).filter(([name]) => !RUN_IDENTITY_FIELDS.has(name)),
+    );
+    if (this.specs.tasks.some((item) => item.name === task)) this.taskSelect.value = task;
+    this.renderTaskOptions();
+    this.renderModelOptions();
+    this.renderTrainingOptions();
+    this.setValues(this.taskOptions, taskOptions);
+    for (const run of runs) {
+      const fieldset = this.modelOptions.querySelector(`fieldset[data-model="${run.model}"]`);
+      if (fieldset) this.setValues(fieldset, run.model_options);
+    }
+    this.setValues(this.trainingOptions, training);
+    this.modelSelect.value = model;
+    this.pairBox.checked = runs.length > 1;
+    this.showModelOptions();
+
+    const parts = [`${preset.title}: ${preset.description}`];
+    if (preset.warning) parts.push(preset.warning);
+    if (preset.alternativeOf) parts.push(`A laptop-sized version of ${preset.alternativeOf}.`);
+    this.presetNote.textContent = parts.join(" ");
+    this.presetNote.classList.toggle("warning", Boolean(preset.too_slow_for_laptop));
+    this.presetNote.hidden = false;
+    clearFieldErrors(this.form);
+  }
+
+  setValues(container, values) {
+    for (const [name, value] of Object.entries(values ?? {})) {
+      const control = container.querySelector(`[data-name="${name}"]`);
+      if (control) setFieldValue(control, value);
+    }
+  }
+
+  /** Build the request body for one run of model `kind`. */
+  request(kind) {
+    const fieldset = this.modelOptions.querySelector(`fieldset[data-model="${kind}"]`);
+    return {
+      task: this.taskSelect.value,
+      task_options: readFields(this.taskOptions),
+      model: kind,
+      model_options: fieldset ? readFields(fieldset) : {},
+      ...readFields(this.trainingOptions),
+    };
+  }
+
+  async submit() {
+    clearFieldErrors(this.form);
+    const kinds = this.pairBox.checked ? ["rmc", "lstm"] : [this.modelSelect.value];
+    const button = document.getElementById("launch-button");
+    button.disabled = true;
+    this.status.textContent = "Launching…";
+    const launched = [];
+    try {
+      for (const kind of kinds) {
+        try {
+          launched.push(await apiFetch("/api/runs", { method: "POST", body: this.request(kind) }));
+        } catch (error) {
+          this.showErrors(error, kind);
+          this.status.textContent = launched.length
+            ? `Launched ${launched.map((run) => run.name).join(", ")}; the ${kind} run was rejected.`
+            : "Not launched: see the messages beside the fields.";
+          return;
+        }
+      }
+      this.status.replaceChildren(
+        "Launched ",
+        ...launched.flatMap((run, index) => [
+          index ? ", " : "",
+          element("a", { href: `/runs/${run.id}`, "data-testid": "launched-link" }, run.name),
+        ]),
+        ".",
+      );
+    } finally {
+      button.disabled = false;
+      if (launched.length) this.onLaunched(launched);
+    }
+  }
+
+  /** Place each validation error of a rejected request beside its field. */
+  showErrors(error, kind) {
+    const errors = error.validationErrors ?? [];
+    if (!errors.length) {
+      showError(error);
+      return;
+    }
+    const unplaced = [];
+    for (const item of errors) {
+      const control = this.findControl(item.loc, kind, item.msg ?? "");
+      const message = describeError(item);
+      if (!control || !showFieldError(control, message)) {
+        unplaced.push(`${formatLocation(item.loc)}: ${message}`);
+      }
+    }
+    if (unplaced.length) showError(`The ${kind} run was rejected. ${unplaced.join("; ")}`);
+    const first = this.form.querySelector("[aria-invalid='true']");
+    if (first) first.focus();
+  }
+
+  /**
+   * Find the control for a pydantic error location such as ["body", "model_options", "mem_slots"]:
+   * the longest prefix that names a field, else the last part that is a field name, else a
+   * field of the named group that the message mentions.
+   */
+  findControl(loc, kind, message = "") {
+    const parts = formatLocation(loc).split(".");
+    const candidates = [...this.form.querySelectorAll("[data-field]")].filter((control) => {
+      const fieldset = control.closest("fieldset[data-model]");
+      return !fieldset || fieldset.dataset.model === kind;
+    });
+    for (let length = parts.length; length > 0; length -= 1) {
+      const path = parts.slice(0, length).join(".");
+      const match = candidates.find((control) => control.dataset.field === path);
+      if (match) return match;
+    }
+    for (const part of [...parts].reverse()) {
+      const match = candidates.find((control) => control.dataset.name === part);
+      if (match) return match;
+    }
+    // A check across several options may report only the group (e.g. "model_options") and
+    // name the option in its message.
+    const group = candidates.filter((control) => control.dataset.field.startsWith(`${parts[0]}.`));
+    return (
+      group.find((control) => new RegExp(`\\b${control.dataset.name}\\b`).test(message)) ?? null
+    );
+  }
+}
+
+function describeError(item) {
+  const input = item.input;
+  const shown =
+    input === undefined || (input && typeof input === "object")
+      ? ""
+      : ` (got ${JSON.stringify(input)})`;
+  return `${item.msg}${shown}`;
+}
