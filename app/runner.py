@@ -207,7 +207,7 @@ class Runner:
             self._enforce_cancel_deadline(job)
 
     def _read_events(self, job: _Job, limit: int | None = None) -> None:
-        """Hand the complete events waiting in the job's pipe, at most ``limit``, on."""
+        """Pass up to ``limit`` waiting events (all when None) from the pipe to the recorder."""
         connection = job.connection
         count = 0
         while connection is not None and (limit is None or count < limit) and connection.poll():

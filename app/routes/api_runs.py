@@ -37,6 +37,8 @@ def create_run(body: RunCreate, request: Request) -> dict:
             "model": body.model,
             "seed": body.seed,
             "config": resolved.config,
+            # NOTE: an analytic count, equal to make_model's for the current layer layout;
+            # the worker's exact count replaces it when the run finishes.
             "param_count": resolved.cost.parameters,
         }
     )
