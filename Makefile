@@ -13,7 +13,7 @@ $(BIN)/relmem: pyproject.toml
 	touch $@
 
 $(VENV)/.test-deps: $(BIN)/relmem
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e '.[test,bench,dask]'
 	touch $@
 
 run: $(BIN)/relmem

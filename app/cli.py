@@ -46,6 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="Extra host name accepted in the Host header; repeat for several "
         "[RELMEM_ALLOWED_HOSTS as a JSON list].",
     )
+    serve.add_argument(
+        "--executor",
+        choices=("local", "dask"),
+        help="Where runs train: local worker processes or a Dask cluster [RELMEM_EXECUTOR, local].",
+    )
+    serve.add_argument(
+        "--scheduler",
+        dest="dask_scheduler",
+        help="Dask scheduler address tcp://HOST:PORT for --executor dask [RELMEM_DASK_SCHEDULER].",
+    )
     serve.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="[info]")
     return parser
 
@@ -57,6 +67,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         "data_dir": args.data_dir,
         "max_concurrent_runs": args.max_concurrent_runs,
         "allowed_hosts": args.allowed_hosts,
+        "executor": args.executor,
+        "dask_scheduler": args.dask_scheduler,
     }
     return Settings(**{name: value for name, value in overrides.items() if value is not None})
 
@@ -82,6 +94,7 @@ def serve(settings: Settings, log_level: str) -> None:
     import uvicorn
 
     from app.main import create_app
+    from app.ws_protocol import bounded_websocket_protocol
 
     warn_if_exposed(settings.host)
     logger.info(
@@ -96,6 +109,10 @@ def serve(settings: Settings, log_level: str) -> None:
         log_config=None,
         log_level=log_level,
         server_header=False,
+        # Compressing every message for every client would run zlib on the event loop;
+        # the clients are on this machine, so bandwidth is not worth that CPU time.
+        ws_per_message_deflate=False,
+        ws=bounded_websocket_protocol(settings.ws_send_buffer_bytes),
     )
 
 

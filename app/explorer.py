@@ -13,6 +13,7 @@ import numpy as np
 
 import models
 from app import limits
+from app.json_encoding import MAX_VALUES_PER_CALL
 from app.validation import FieldErrors, field_error
 from models.losses import loss_and_gradient
 
@@ -24,8 +25,14 @@ class ExplorerError(Exception):
 
 
 def json_array(array: np.ndarray):
-    """Return ``array`` as nested lists, with NaN and infinities as None."""
+    """Return ``array`` as nested lists, with NaN and infinities as None.
+
+    Large arrays are converted one slice of the first axis at a time, because ``tolist``
+    holds the GIL for the whole call and would stall the server's event loop.
+    """
     array = np.asarray(array)
+    if array.ndim > 1 and array.size > MAX_VALUES_PER_CALL:
+        return [json_array(part) for part in array]
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         values = array.astype(object)
         values[~np.isfinite(array)] = None

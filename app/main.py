@@ -11,12 +11,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from app import docs_ui
 from app.hub import Hub
 from app.recorder import Recorder
-from app.routes import api_explore, api_meta, api_runs, ws
+from app.routes import (
+    api_analysis,
+    api_explore,
+    api_export,
+    api_meta,
+    api_pairs,
+    api_runs,
+    api_sweeps,
+    ws,
+)
 from app.routes.api_explore import ExplorerGate
 from app.runner import Runner
-from app.security import LocalOriginMiddleware
+from app.security import LocalOriginMiddleware, SecurityHeadersMiddleware, document_rejections
 from app.settings import Settings
 from app.store import Store
 from app.validation import FieldErrors, field_errors_handler, request_validation_handler
@@ -48,16 +58,12 @@ async def lifespan(app: FastAPI):
         logger.warning("marked %d runs of a previous server interrupted: %s", len(stale), stale)
         _remove_partial_files(settings.runs_dir, stale)
 
-    hub = Hub()
+    hub = Hub(queue_size=settings.ws_queue_size)
     hub.bind_loop(asyncio.get_running_loop())
     recorder = Recorder(store, hub)
-    runner = Runner(
-        recorder,
-        settings.runs_dir,
-        settings.max_concurrent_runs,
-        cancel_grace_seconds=settings.cancel_grace_seconds,
-    )
-    runner.start()
+    runner = _make_runner(settings, recorder)
+    # A Dask client connects from a thread of its own, never from the event loop.
+    await anyio.to_thread.run_sync(runner.start)
     app.state.store = store
     app.state.hub = hub
     app.state.recorder = recorder
@@ -74,6 +80,25 @@ async def lifespan(app: FastAPI):
         logger.info("stopped")
 
 
+def _make_runner(settings: Settings, recorder: Recorder):
+    """Return the runner of ``settings.executor``: local processes or a Dask cluster."""
+    if settings.executor == "dask":
+        from app.dask_executor import DaskRunner
+
+        return DaskRunner(
+            recorder,
+            settings.runs_dir,
+            settings.dask_scheduler,
+            cancel_grace_seconds=settings.cancel_grace_seconds,
+        )
+    return Runner(
+        recorder,
+        settings.runs_dir,
+        settings.max_concurrent_runs,
+        cancel_grace_seconds=settings.cancel_grace_seconds,
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; the store and the runner start with its lifespan."""
     settings = settings or Settings()
@@ -82,14 +107,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Train relational memory cores and LSTMs in NumPy and look inside them.",
         version=api_meta.VERSION,
         lifespan=lifespan,
+        # docs_ui serves /docs without a CDN; ReDoc has no offline copy here.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+    # Added first, so it runs inside the Host and Origin checks.
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(LocalOriginMiddleware, host_names=settings.host_names())
+    document_rejections(app)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
     app.add_exception_handler(FieldErrors, field_errors_handler)
 
-    for router in (api_meta.router, api_runs.router, api_explore.router, ws.router):
+    for router in (api_meta.router, api_runs.router, api_explore.router, ws.router, docs_ui.router):
+        app.include_router(router)
+    for router in (api_analysis.router, api_export.router, api_sweeps.router, api_pairs.router):
         app.include_router(router)
     try:
         from app.routes import pages

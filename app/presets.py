@@ -4,10 +4,13 @@ Each preset has an RMC and an LSTM request with the same task, training settings
 seed, so the pair can be launched and compared. ``paper`` is flagged as too slow for a
 laptop and carries ``alternative``, the same problem at a size a CPU can learn. Model
 and task settings come from the presets in ``models.MODEL_SPECS`` and
-``models.TASK_SPECS`` where those define them.
+``models.TASK_SPECS`` where those define them. The ``relational`` presets use the N-th
+farthest recipe of ``models.recipes`` and carry ``launch_directly``: the dashboard
+launches their runs at once and opens the page that compares them.
 """
 
 import models
+from models.recipes import nth_farthest_config
 
 _RMC_PRESETS = models.MODEL_SPECS["rmc"]["presets"]
 _LSTM_PRESETS = models.MODEL_SPECS["lstm"]["presets"]
@@ -97,5 +100,43 @@ PRESETS = [
                 {"hidden_size": 128, "readout_hidden": [128, 128]},
             ),
         },
+    },
+]
+
+
+def _recipe_pair(curriculum: bool) -> list[dict]:
+    return [nth_farthest_config(kind, seed=0, curriculum=curriculum) for kind in ("rmc", "lstm")]
+
+
+# The relational recipe launches at once and opens the compare page of the two runs
+# (``launch_directly``), because its settings are the experiment.
+_RECIPE_TEXT = (
+    "N-th farthest with 4 vectors of 4 dimensions: an RMC with 4 slots x 4 heads of size "
+    "16 and a 2 x 128 ReLU readout MLP against an LSTM with 128 units and the same readout, "
+    "both with seed 0, batch 512, Adam at a constant 3e-4, gradient clipping at norm 1, "
+    "10,000 steps."
+)
+
+PRESETS += [
+    {
+        "name": "relational",
+        "title": "Relational reasoning (RMC paper)",
+        "description": f"{_RECIPE_TEXT} Launches both runs and opens their comparison.",
+        "too_slow_for_laptop": False,
+        "launch_directly": True,
+        "runs": _recipe_pair(curriculum=False),
+    },
+    {
+        "name": "relational-curriculum",
+        "title": "Relational reasoning (RMC paper), with curriculum",
+        "description": (
+            f"{_RECIPE_TEXT} Both first train on easier questions: 2 vectors; 3 vectors "
+            "with n = 0 or 2; 3 vectors; 4 vectors with n = 0 or 3; each stage until 90% "
+            "held-out accuracy on its own questions. Launches both runs and opens their "
+            "comparison."
+        ),
+        "too_slow_for_laptop": False,
+        "launch_directly": True,
+        "runs": _recipe_pair(curriculum=True),
     },
 ]

@@ -16,7 +16,15 @@ from app.store import Store, finite_or_none, utc_now
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_FIELDS = ("final_test_loss", "final_test_accuracy", "baselines", "steps", "seconds")
+SUMMARY_FIELDS = (
+    "final_test_loss",
+    "final_test_accuracy",
+    "baselines",
+    "steps",
+    "seconds",
+    # N-th farthest: held-out accuracy per value of n, keyed by n as a string.
+    "final_test_accuracy_per_n",
+)
 
 
 class Recorder:

@@ -21,6 +21,7 @@ from pydantic import (
 
 import models
 from app import limits
+from models.curriculum import MAX_STAGES as MAX_CURRICULUM_STAGES
 
 RunStatus = Literal["queued", "running", "completed", "failed", "cancelled", "interrupted"]
 TaskName = Literal[tuple(models.TASK_SPECS)]
@@ -57,6 +58,22 @@ class RequestModel(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+class CurriculumStage(RequestModel):
+    """One curriculum stage; its task options override the run's (see models.curriculum)."""
+
+    task_options: dict[str, OptionValue] = Field(
+        default_factory=dict,
+        max_length=limits.MAX_OPTIONS,
+        description="Task options of this stage, on top of the run's task_options.",
+    )
+    threshold: float = Field(
+        ge=0.0, le=1.0, description="Held-out accuracy on this stage's questions that ends it."
+    )
+    max_steps: int | None = Field(
+        None, ge=1, le=limits.MAX_STEPS, description="Steps after which the stage ends anyway."
+    )
+
+
 class RunCreate(RequestModel):
     """A training run to queue. Omitted fields take the training defaults."""
 
@@ -90,6 +107,12 @@ class RunCreate(RequestModel):
     log_interval: int = Field(_TRAIN_DEFAULTS["log_interval"], ge=1, le=limits.MAX_INTERVAL)
     seed: Seed = _TRAIN_DEFAULTS["seed"]
     dtype: Literal["float32", "float64"] = _TRAIN_DEFAULTS["dtype"]
+    curriculum: list[CurriculumStage] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_CURRICULUM_STAGES,
+        description="Stages trained before the run's own task; classification tasks only.",
+    )
 
 
 class Progress(BaseModel):
@@ -115,6 +138,7 @@ class Run(BaseModel):
     progress: Progress
     final_metrics: dict[str, Any] | None
     has_checkpoint: bool
+    sweep_id: str | None = Field(None, description="The sweep that launched this run, if any.")
 
 
 class Metric(BaseModel):
@@ -200,3 +224,139 @@ class Prediction(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: str | list[dict[str, Any]]
+
+
+# Sequences one analysis request may draw.
+MAX_ANALYSIS_BATCH = 256
+
+
+class AnalysisRequest(RequestModel):
+    """A batch of sequences to draw from the run's task for the slot and attention analysis."""
+
+    seed: Seed = 0
+    batch_size: int = Field(
+        64,
+        ge=1,
+        le=MAX_ANALYSIS_BATCH,
+        description="Sequences drawn with numpy.random.default_rng(seed).",
+    )
+
+
+class Connectivity(BaseModel):
+    mean: list[float | None]
+    std: list[float | None]
+    first: list[float | None]
+
+
+class Analysis(BaseModel):
+    """Batch means of a run's slot, attention and gate statistics; see models.analysis."""
+
+    run_id: str
+    model: str
+    task: str
+    task_options: dict[str, Any]
+    seed: int
+    batch_size: int
+    steps: int
+    connectivity: Connectivity
+    attention_received: list[Any] | None = None
+    input_attention: list[Any] | None = None
+    entropy: list[Any] | None = None
+    input_gate: list[Any] | None = None
+    forget_gate: list[Any] | None = None
+    output_gate: list[Any] | None = None
+    memory_change: list[Any] | None = None
+    slot_usage: list[float | None] | None = None
+    object_attention_correlation: list[list[float | None]] | None = None
+    object_update_correlation: list[list[float | None]] | None = None
+    max_entropy: float | None = None
+    unused_slots: list[int] | None = None
+    unused_threshold: float | None = None
+    num_slots: int | None = None
+
+
+# Sweeps and paired runs
+
+MAX_SWEEP_AXES = 4
+MAX_AXIS_VALUES = 16
+MAX_SWEEP_SEEDS = 16
+GridValues = Annotated[list[OptionValue], Field(min_length=1, max_length=MAX_AXIS_VALUES)]
+
+
+class SweepCreate(RequestModel):
+    """A grid of runs: the base run with each combination of the grid's values, per seed."""
+
+    name: str | None = Field(None, max_length=100, description="Shown on the sweep's page.")
+    base: RunCreate = Field(description="The run every grid cell starts from.")
+    grid: dict[str, GridValues] = Field(
+        min_length=1,
+        max_length=MAX_SWEEP_AXES,
+        description=(
+            'Axis -> values. An axis is "model", "task_options.NAME", "model_options.NAME" '
+            'or a training field such as "learning_rate".'
+        ),
+    )
+    seeds: list[Seed] = Field(
+        default_factory=lambda: [0],
+        min_length=1,
+        max_length=MAX_SWEEP_SEEDS,
+        description="Every cell trains once per seed; the heatmap shows the mean over seeds.",
+    )
+    model_options_by_kind: dict[ModelKind, dict[str, OptionValue]] = Field(
+        default_factory=dict,
+        description=(
+            'Hyperparameters per model kind, for a grid with a "model" axis. A kind '
+            "named here uses these options; otherwise the base model uses the base "
+            "model_options and any other kind its defaults."
+        ),
+    )
+
+
+class SweepCell(BaseModel):
+    index: list[int]
+    values: dict[str, Any]
+    run_ids: list[str]
+    metric_values: list[float]
+    mean: float | None
+    std: float | None
+    finished: int
+
+
+class Sweep(BaseModel):
+    """A sweep with its grid, the count of its runs per status and, per cell, the metric."""
+
+    id: str
+    name: str
+    status: Literal["running", "completed", "cancelled"]
+    created_at: str
+    cancelled_at: str | None
+    base: dict[str, Any]
+    axes: list[dict[str, Any]]
+    seeds: list[int]
+    metric: Literal["final_test_loss", "final_test_accuracy"]
+    counts: dict[str, int]
+    cells: list[SweepCell]
+    runs: list[Run] | None = None
+
+
+class PairCreate(RequestModel):
+    """An RMC and an LSTM with the same task, training settings and seed."""
+
+    base: RunCreate = Field(description="The RMC run; its model must be rmc.")
+    lstm_options: dict[str, OptionValue] = Field(
+        default_factory=dict, max_length=limits.MAX_OPTIONS, description="LSTM hyperparameters."
+    )
+    match_parameters: bool = Field(
+        False,
+        description=(
+            "Choose the LSTM hidden_size whose parameter count is closest to the RMC's, "
+            "in place of lstm_options.hidden_size."
+        ),
+    )
+
+
+class Pair(BaseModel):
+    runs: list[Run]
+    lstm_hidden_size: int
+    parameters: dict[str, int]
+    url: str

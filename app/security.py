@@ -12,13 +12,20 @@ name at 127.0.0.1 (DNS rebinding, recognisable by a foreign ``Host``). This midd
   itself (``http(s)://`` plus the ``Host`` header), with 403; a request without
   ``Origin`` comes from a non-browser client and passes;
 - rejects request bodies larger than ``max_body_bytes`` with 413.
+
+``SecurityHeadersMiddleware`` adds headers to every response that limit what a browser
+does with it: ``X-Content-Type-Options: nosniff`` (downloads and JSON are never run as a
+script or page), ``X-Frame-Options: DENY`` and ``frame-ancestors 'none'`` (no other site
+can frame a page and trick clicks on it), and on HTML pages a Content-Security-Policy that
+allows scripts, styles, images and connections from this server only.
 """
 
 import json
 import logging
 from urllib.parse import urlsplit
 
-from starlette.datastructures import Headers
+from fastapi import FastAPI
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
@@ -140,3 +147,91 @@ async def _reject(scope: Scope, send: Send, status: int, detail: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+# Plotly.js and Swagger UI add inline <style> elements, hence 'unsafe-inline' for styles
+# only. Websocket URLs of the page's own host are listed explicitly because older
+# browsers do not let 'self' match ws: URLs; IPv6 literals cannot be written in a CSP
+# source, so a page served on [::1] relies on 'self' alone.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'{websockets}; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+_HOST_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-:")
+
+
+def content_security_policy(host_header: str | None) -> str:
+    """Return the Content-Security-Policy of an HTML page served for ``host_header``."""
+    host = (host_header or "").strip().lower()
+    websockets = ""
+    if host_name(host) is not None and set(host) <= _HOST_CHARACTERS:
+        websockets = f" ws://{host} wss://{host}"
+    return CONTENT_SECURITY_POLICY.format(websockets=websockets)
+
+
+class SecurityHeadersMiddleware:
+    """ASGI middleware adding the response headers described in this module's docstring."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("X-Frame-Options", "DENY")
+                headers.setdefault("Referrer-Policy", "same-origin")
+                if headers.get("content-type", "").startswith("text/html"):
+                    host = Headers(scope=scope).get("host")
+                    headers.setdefault("Content-Security-Policy", content_security_policy(host))
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+_REJECTION_SCHEMA = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+}
+_REJECTIONS = {
+    "400": "Invalid Host header, or a request body that cannot be decoded.",
+    "403": "Cross-origin request rejected.",
+    "413": "Request body too large.",
+}
+
+
+def document_rejections(app: FastAPI) -> None:
+    """Add the rejections of ``LocalOriginMiddleware`` to every operation of the OpenAPI schema.
+
+    400 and 413 can answer any request, 403 only a state-changing one. FastAPI itself also
+    answers 400 when a body is not valid UTF-8.
+    """
+    build_schema = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build_schema()
+        for methods in schema.get("paths", {}).values():
+            for method, operation in methods.items():
+                responses = operation.setdefault("responses", {})
+                for status, description in _REJECTIONS.items():
+                    if status == "403" and method.upper() in SAFE_METHODS:
+                        continue
+                    responses.setdefault(
+                        status,
+                        {
+                            "description": description,
+                            "content": {"application/json": {"schema": _REJECTION_SCHEMA}},
+                        },
+                    )
+        return schema
+
+    app.openapi = openapi

@@ -2,12 +2,15 @@
 
 import ipaddress
 import os
+import re
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+DASK_SCHEDULER_PATTERN = re.compile(r"^(tcp|tls)://[^/\s]+:\d{1,5}$")
 
 
 def _default_concurrency() -> int:
@@ -50,6 +53,48 @@ class Settings(BaseSettings):
     explorer_threads: int = Field(
         2, ge=1, le=64, description="Explorer requests (predict) that run at once."
     )
+    ws_queue_size: int = Field(
+        256,
+        ge=1,
+        le=65536,
+        description=(
+            "Messages buffered for each websocket client; a client that falls this far "
+            "behind is disconnected so that it cannot delay the others."
+        ),
+    )
+    ws_send_buffer_bytes: int = Field(
+        256 * 1024,
+        ge=4096,
+        le=64 * 2**20,
+        description=(
+            "Kernel send buffer (SO_SNDBUF) of each websocket connection, in bytes; bounds "
+            "what a client that stops reading can hold before its queue fills up."
+        ),
+    )
+
+    executor: Literal["local", "dask"] = Field(
+        "local",
+        description=(
+            "Where runs train: local worker processes, or an existing Dask distributed "
+            "cluster (needs dask_scheduler)."
+        ),
+    )
+    dask_scheduler: str | None = Field(
+        None,
+        description="Address of the Dask scheduler, tcp://HOST:PORT, for executor 'dask'.",
+    )
+
+    @model_validator(mode="after")
+    def _check_executor(self) -> "Settings":
+        if self.executor == "dask":
+            if not self.dask_scheduler:
+                raise ValueError("executor 'dask' needs dask_scheduler (tcp://HOST:PORT)")
+            if not DASK_SCHEDULER_PATTERN.match(self.dask_scheduler):
+                raise ValueError(
+                    "dask_scheduler must look like tcp://HOST:PORT or tls://HOST:PORT, "
+                    f"got {self.dask_scheduler!r}"
+                )
+        return self
 
     @property
     def database_path(self) -> Path:

@@ -34,7 +34,11 @@ METRIC_FIELDS = (
     "elapsed",
 )
 
-SCHEMA_VERSION = 1
+# Version 2 added the sweeps table and runs.sweep_id; ``_migrate`` upgrades older files.
+# Metric rows read per lock acquisition by ``Store.get_metrics``.
+METRIC_PAGE_ROWS = 2000
+
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -68,6 +72,13 @@ CREATE TABLE IF NOT EXISTS metrics (
     extra TEXT,
     PRIMARY KEY (run_id, step)
 );
+CREATE TABLE IF NOT EXISTS sweeps (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    cancelled_at TEXT
+);
 """
 
 
@@ -100,7 +111,16 @@ class Store:
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.execute("PRAGMA busy_timeout=5000")
             self._conn.executescript(SCHEMA)
+            self._migrate()
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _migrate(self) -> None:
+        """Add the columns that newer versions need to a database of an older version."""
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(runs)")}
+        if "sweep_id" not in columns:
+            self._conn.execute("ALTER TABLE runs ADD COLUMN sweep_id TEXT")
+            logger.info("added the column runs.sweep_id to %s", self.path)
+        self._conn.execute("CREATE INDEX IF NOT EXISTS runs_by_sweep ON runs (sweep_id)")
 
     def close(self) -> None:
         with self._lock:
@@ -112,12 +132,12 @@ class Store:
         """Insert a new run with status ``queued`` and return it as the API shows it.
 
         ``run`` has ``id``, ``name``, ``task``, ``model``, ``seed``, ``config`` (a dict)
-        and ``param_count``.
+        and ``param_count``, and optionally ``sweep_id``.
         """
         with self._lock:
             self._conn.execute(
                 "INSERT INTO runs (id, name, task, model, seed, config, status, created_at,"
-                " param_count) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                " param_count, sweep_id) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
                 (
                     run["id"],
                     run["name"],
@@ -127,6 +147,7 @@ class Store:
                     json.dumps(run["config"], sort_keys=True),
                     utc_now(),
                     run.get("param_count"),
+                    run.get("sweep_id"),
                 ),
             )
             return self._get_run(run["id"])
@@ -215,6 +236,48 @@ class Store:
             cursor = self._conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
             return cursor.rowcount > 0
 
+    # Sweeps
+
+    def create_sweep(self, sweep_id: str, name: str, spec: dict) -> dict:
+        """Insert a sweep; ``spec`` is its JSON-ready request and run layout."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO sweeps (id, name, spec, created_at) VALUES (?, ?, ?, ?)",
+                (sweep_id, name, json.dumps(spec, sort_keys=True), utc_now()),
+            )
+            return self._get_sweep(sweep_id)
+
+    def get_sweep(self, sweep_id: str) -> dict | None:
+        with self._lock:
+            return self._get_sweep(sweep_id)
+
+    def _get_sweep(self, sweep_id: str) -> dict | None:
+        row = self._conn.execute("SELECT * FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+        return None if row is None else _sweep_from_row(row)
+
+    def list_sweeps(self) -> list[dict]:
+        """Return every sweep, newest first."""
+        with self._lock:
+            rows = self._conn.execute("SELECT * FROM sweeps ORDER BY rowid DESC").fetchall()
+        return [_sweep_from_row(row) for row in rows]
+
+    def mark_sweep_cancelled(self, sweep_id: str) -> dict | None:
+        """Record that a sweep was cancelled (the first time only); return the sweep."""
+        with self._lock:
+            self._conn.execute(
+                "UPDATE sweeps SET cancelled_at = ? WHERE id = ? AND cancelled_at IS NULL",
+                (utc_now(), sweep_id),
+            )
+            return self._get_sweep(sweep_id)
+
+    def list_sweep_runs(self, sweep_id: str) -> list[dict]:
+        """Return the runs of a sweep in the order they were created."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT * FROM runs WHERE sweep_id = ? ORDER BY rowid", (sweep_id,)
+            ).fetchall()
+        return [_run_from_row(row) for row in rows]
+
     # Metrics
 
     def add_metric(self, run_id: str, event: dict) -> dict:
@@ -239,12 +302,24 @@ class Store:
         return row
 
     def get_metrics(self, run_id: str) -> list[dict]:
-        """Return the run's metric rows in step order."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT * FROM metrics WHERE run_id = ? ORDER BY step", (run_id,)
-            ).fetchall()
-        return [_metric_from_row(row) for row in rows]
+        """Return the run's metric rows in step order.
+
+        Rows are read in pages of ``METRIC_PAGE_ROWS``, taking the lock once per page, so
+        a run with 100,000 rows does not hold up every other reader and writer of the
+        store. Rows that a running run adds meanwhile may be included, still in order.
+        """
+        rows = []
+        last_step = -(2**63)  # the smallest SQLite integer
+        while True:
+            with self._lock:
+                page = self._conn.execute(
+                    "SELECT * FROM metrics WHERE run_id = ? AND step > ? ORDER BY step LIMIT ?",
+                    (run_id, last_step, METRIC_PAGE_ROWS),
+                ).fetchall()
+            rows += page
+            if len(page) < METRIC_PAGE_ROWS:
+                return [_metric_from_row(row) for row in rows]
+            last_step = page[-1]["step"]
 
 
 def metric_row(run_id: str, event: dict) -> dict:
@@ -294,4 +369,15 @@ def _run_from_row(row: sqlite3.Row) -> dict:
         "progress": {"step": row["progress_step"], "steps": config.get("steps")},
         "final_metrics": None if row["final_metrics"] is None else json.loads(row["final_metrics"]),
         "has_checkpoint": bool(row["has_checkpoint"]),
+        "sweep_id": row["sweep_id"],
+    }
+
+
+def _sweep_from_row(row: sqlite3.Row) -> dict:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "spec": json.loads(row["spec"]),
+        "created_at": row["created_at"],
+        "cancelled_at": row["cancelled_at"],
     }

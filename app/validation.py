@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 import models
 from app import limits
 from app.schemas import RunCreate
+from models.curriculum import CurriculumError
 from models.factory import MAX_MEM_SIZE
 
 
@@ -160,6 +161,9 @@ def resolve_run(request: RunCreate) -> ResolvedRun:
     config["model_options"] = model_options
     try:
         config = models.TrainConfig.from_dict(config).to_dict()
+    except CurriculumError as exc:
+        loc = ("curriculum", *exc.loc)
+        raise FieldErrors([field_error(loc, str(exc), None)]) from exc
     except ValueError as exc:
         raise FieldErrors([field_error((), str(exc))]) from exc
 

@@ -1,8 +1,8 @@
 """Reproduce the runs behind docs/results.md and print its tables.
 
 Every run is one ``python -m models.train`` process with one BLAS thread, so that runs
-side by side do not compete for cores. Runs whose ``summary.json`` already exists are
-skipped, so an interrupted batch can be resumed.
+side by side do not compete for threads. A run whose folder already has a ``train.log``
+is skipped, so an interrupted batch can be resumed and two drivers can share the work.
 
     python bench/run_results.py --out /tmp/results --jobs 2            # train every group
     python bench/run_results.py --out /tmp/results --group tracking    # one group only
@@ -78,7 +78,7 @@ GROUPS = {
             "--task", "nth-farthest",
             "--task-option", "num_vectors=8",
             "--task-option", "vector_dim=16",
-            "--steps", "2000",
+            "--steps", "1500",
             *NTH_FARTHEST_TRAINING,
         ],
         "models": NTH_FARTHEST_MODELS,
@@ -118,28 +118,37 @@ def planned_runs(out: Path, groups: list[str]) -> list[tuple[str, str, int]]:
     ]
 
 
+def _claim_log(directory: Path):
+    """Create ``train.log`` exclusively and return it open, or None when it already exists."""
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        return open(directory / "train.log", "x")
+    except FileExistsError:
+        return None
+
+
 def train_all(out: Path, groups: list[str], jobs: int) -> int:
-    """Run every missing run with at most ``jobs`` processes at once; return the failures."""
+    """Run every unclaimed run with at most ``jobs`` processes at once; return the failures.
+
+    A run is claimed by creating its ``train.log`` exclusively, so drivers started side by
+    side share the runs, and a run that was started before (finished, failed or still
+    running) is skipped. Delete a run's folder to train it again.
+    """
     environment = {**os.environ, **THREAD_SETTINGS}
-    pending = [
-        run
-        for run in planned_runs(out, groups)
-        if not (run_directory(out, *run) / "summary.json").exists()
-    ]
+    pending = planned_runs(out, groups)
     running: list[tuple[subprocess.Popen, tuple[str, str, int]]] = []
     failures = 0
     while pending or running:
         while pending and len(running) < jobs:
             run = pending.pop(0)
-            directory = run_directory(out, *run)
-            directory.mkdir(parents=True, exist_ok=True)
-            command = train_command(out, *run)
-            command[0] = sys.executable
-            log = open(directory / "train.log", "w")
-            process = subprocess.Popen(
-                [*command, "--overwrite"], stdout=log, stderr=subprocess.STDOUT, env=environment
-            )
-            log.close()
+            log = _claim_log(run_directory(out, *run))
+            if log is None:
+                continue
+            command = [sys.executable, *train_command(out, *run)[1:], "--overwrite"]
+            with log:
+                process = subprocess.Popen(
+                    command, stdout=log, stderr=subprocess.STDOUT, env=environment
+                )
             print(f"started {shell_line(train_command(out, *run))}", flush=True)
             running.append((process, run))
         time.sleep(2)
@@ -187,8 +196,8 @@ def print_tables(out: Path, groups: list[str]) -> None:
             for summary in summaries:
                 for name, value in summary["baselines"].items():
                     baselines.setdefault(name, []).append(value)
-        text = ", ".join(f"{name} {statistics.mean(values):.4g}" for name, values in baselines.items())
-        print(f"\nBaselines on the held-out sets, mean over the runs: {text}")
+        means = [f"{name} {statistics.mean(values):.4g}" for name, values in baselines.items()]
+        print(f"\nBaselines on the held-out sets, mean over the runs: {', '.join(means)}")
 
 
 def main(argv: list[str] | None = None) -> int:

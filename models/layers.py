@@ -9,6 +9,7 @@ Layers act on the last axis and accept any number of leading axes, written
 ``...`` below: ``(..., D_in)`` for an input of width ``D_in``.
 """
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -47,7 +48,7 @@ def linear_backward(d_out, cache):
     d_rows = d_out.reshape(-1, d_out_width)  # (rows, D_out)
     x_rows = cache.x.reshape(-1, d_in)  # (rows, D_in)
     dx = (d_rows @ cache.weight.T).reshape(cache.x.shape)  # (rows, D_out) @ (D_out, D_in)
-    grads = {"W": x_rows.T @ d_rows, "b": d_rows.sum(axis=0)}  # (D_in, rows) @ (rows, D_out)
+    grads = {"W": x_rows.T @ d_rows, "b": sum_rows(d_rows)}  # (D_in, rows) @ (rows, D_out)
     return dx, grads
 
 
@@ -60,29 +61,87 @@ class LayerNormCache(NamedTuple):
     gain: np.ndarray  # (D,)
 
 
+@functools.lru_cache(maxsize=128)
+def _constant_vector(length, value, dtype):
+    """Return a read-only vector of ``length`` entries equal to ``value``."""
+    vector = np.full(length, value, dtype=dtype)
+    vector.flags.writeable = False
+    return vector
+
+
+def row_mean(x):
+    """Mean of x (..., D) over its last axis, of shape (..., 1).
+
+    One BLAS matrix-vector product with a vector of 1 / D: several times faster
+    than ``x.mean(axis=-1)`` on the short rows of these models, where NumPy's
+    reduction loop overhead dominates.
+    """
+    width = x.shape[-1]
+    means = x.reshape(-1, width) @ _constant_vector(width, 1.0 / width, x.dtype)  # (n, D) @ (D,)
+    return means.reshape(*x.shape[:-1], 1)
+
+
+def sum_rows(x):
+    """Sum of x (..., D) over every axis but the last, of shape (D,).
+
+    A matrix-vector product with a vector of ones, two to four times faster
+    than ``x.sum(axis=0)`` on the tall arrays of whole-sequence gradients.
+    """
+    rows = x.reshape(-1, x.shape[-1])  # (n, D)
+    return _constant_vector(rows.shape[0], 1.0, x.dtype) @ rows  # (n,) @ (n, D)
+
+
+def layer_norm_into(x, gain, bias, out, x_hat, inv_std, centred=False):
+    """Layer norm of x (..., D) written into preallocated arrays.
+
+    Writes the output to ``out`` and the normalised input to ``x_hat``, both
+    (..., D), and the inverse standard deviation to ``inv_std`` (..., 1), which
+    are what ``layer_norm_backward_into`` needs; none of them may share memory
+    with x. With ``centred=True`` the caller guarantees that every row of x
+    already has mean zero, as the output of a linear map whose weight and bias
+    have zero row means does, and the mean is not subtracted again.
+    """
+    centred_x = x if centred else np.subtract(x, row_mean(x), out=x_hat)
+    np.multiply(centred_x, centred_x, out=out)  # squares, in out's storage until the end
+    np.add(row_mean(out), LAYER_NORM_EPS, out=inv_std)  # variance + eps
+    np.sqrt(inv_std, out=inv_std)
+    np.reciprocal(inv_std, out=inv_std)
+    np.multiply(centred_x, inv_std, out=x_hat)
+    np.multiply(x_hat, gain, out=out)
+    out += bias
+
+
+def layer_norm_backward_into(d_out, x_hat, inv_std, gain, out, centre=True):
+    """Write the gradient with respect to the input of a layer norm into ``out`` (..., D).
+
+    Only the input gradient: the gain and bias gradients are sums over rows of
+    ``d_out * x_hat`` and ``d_out``, left to the caller so that it can take
+    them over many steps at once. With ``centre=False`` the row mean of the
+    gradient is not removed; the result is then the gradient only after a
+    projection onto zero-mean rows, which a following product with a weight
+    of zero row means, ``out @ W.T``, applies for free.
+    """
+    # Through the normalisation: remove the components along x_hat and along the mean.
+    np.multiply(d_out, gain, out=out)  # d_x_hat
+    mean_d_x_hat = row_mean(out * x_hat)
+    if centre:
+        out -= row_mean(out)
+    out -= x_hat * mean_d_x_hat
+    out *= inv_std
+
+
 def layer_norm_forward(x, gain, bias):
     """Normalise each row of x over its last axis, then scale by gain and shift by bias."""
-    # sum * (1 / width) instead of mean: the same value without np.mean's Python overhead.
-    inv_width = 1.0 / x.shape[-1]
-    centred = x - x.sum(axis=-1, keepdims=True) * inv_width
-    variance = (centred * centred).sum(axis=-1, keepdims=True) * inv_width
-    inv_std = 1.0 / np.sqrt(variance + LAYER_NORM_EPS)
-    x_hat = centred * inv_std
-    return x_hat * gain + bias, LayerNormCache(x_hat, inv_std, gain)
+    out, x_hat = np.empty_like(x), np.empty_like(x)
+    inv_std = np.empty((*x.shape[:-1], 1), dtype=x.dtype)
+    layer_norm_into(x, gain, bias, out, x_hat, inv_std)
+    return out, LayerNormCache(x_hat, inv_std, gain)
 
 
 def layer_norm_backward(d_out, cache):
-    width = d_out.shape[-1]
-    grads = {
-        "gain": (d_out * cache.x_hat).reshape(-1, width).sum(axis=0),
-        "bias": d_out.reshape(-1, width).sum(axis=0),
-    }
-
-    # Through the normalisation: remove the components along the mean and along x_hat.
-    d_x_hat = d_out * cache.gain
-    mean_d = d_x_hat.sum(axis=-1, keepdims=True) * (1.0 / width)
-    mean_d_x_hat = (d_x_hat * cache.x_hat).sum(axis=-1, keepdims=True) * (1.0 / width)
-    dx = cache.inv_std * (d_x_hat - mean_d - cache.x_hat * mean_d_x_hat)
+    grads = {"gain": sum_rows(d_out * cache.x_hat), "bias": sum_rows(d_out)}
+    dx = np.empty_like(d_out)
+    layer_norm_backward_into(d_out, cache.x_hat, cache.inv_std, cache.gain, dx)
     return dx, grads
 
 
@@ -100,9 +159,26 @@ def relu_backward(d_out, mask):
     return d_out * mask
 
 
+def _sigmoid_of_doubled(half):
+    """Overwrite ``half`` = x / 2 with sigmoid(x) = 0.5 * (1 + tanh(x / 2)).
+
+    The tanh form equals 1 / (1 + exp(-x)) and never overflows.
+    """
+    np.tanh(half, out=half)
+    half += 1.0
+    half *= 0.5
+
+
+def sigmoid_in_place(x):
+    """Overwrite x with sigmoid(x); return x."""
+    x *= 0.5
+    _sigmoid_of_doubled(x)
+    return x
+
+
 def sigmoid_forward(x):
-    # 0.5 * (1 + tanh(x / 2)) equals 1 / (1 + exp(-x)) and never overflows.
-    out = 0.5 * (1.0 + np.tanh(0.5 * x))
+    out = np.multiply(x, 0.5)
+    _sigmoid_of_doubled(out)
     return out, out
 
 

@@ -110,7 +110,7 @@ class LSTM(RecurrentModel):
         bias[units : 2 * units] = 1.0  # forget gate
         return {"lstm.W": weight, "lstm.b": bias}
 
-    def _core_forward(self, x):
+    def _core_forward(self, x, lease):
         batch, steps, _ = x.shape
         units = self.hyper.hidden_size
         weight, bias = self.params["lstm.W"], self.params["lstm.b"]
@@ -123,7 +123,7 @@ class LSTM(RecurrentModel):
         features = np.stack([cache.h for cache in caches], axis=1)  # (B, T, U)
         return features, caches
 
-    def _core_backward(self, d_features, caches):
+    def _core_backward(self, d_features, caches, lease):
         batch, steps, units = d_features.shape
         input_size = self.hyper.input_size
         weight = self.params["lstm.W"]

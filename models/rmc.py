@@ -25,6 +25,14 @@ the readout are M_t flattened to N * F.
 Every block has its own qkv map and layer norms, while the row-wise MLP of
 the blocks is one set of weights shared by all L blocks, as in Sonnet.
 
+Implementation: the memory of every step lives in one array ``rows`` of
+shape (T + 1, B, N + 1, F), where ``rows[t]`` is the block input
+[M_{t-1}; u_t] and each step writes M_t in place into ``rows[t + 1]``, so
+no step concatenates or stacks. The blocks and gates save their activations
+on tapes with a leading step axis (see models.attention), the backward pass
+through time computes only activation gradients, and every parameter
+gradient is then one matmul or one sum over all T steps.
+
 Parameter names:
 
 - ``input_proj.W`` (D, F) and ``input_proj.b`` (F,);
@@ -41,22 +49,25 @@ from typing import NamedTuple
 import numpy as np
 
 from models.attention import (
-    AttentionBlockCache,
-    attention_block_backward,
-    attention_block_forward,
+    BlockTape,
+    BlockWeights,
+    allocate_block_tape,
+    allocate_grad_tape,
+    block_param_grads,
+    block_step_backward,
+    block_step_forward,
     init_attention_block,
+    prepare_block,
 )
 from models.layers import (
     LinearCache,
     init_linear,
     linear_backward,
     linear_forward,
-    sigmoid_backward,
-    sigmoid_forward,
-    tanh_backward,
-    tanh_forward,
+    sigmoid_in_place,
+    sum_rows,
 )
-from models.readout import ModelConfig, RecurrentModel, add_grads, zero_grads
+from models.readout import ModelConfig, RecurrentModel
 
 GATE_STYLES = ("unit", "memory", None)
 INPUT_GATE_BIAS = 0.0
@@ -79,20 +90,106 @@ def initial_memory(batch, mem_slots, mem_size, dtype):
     return np.broadcast_to(np.eye(mem_slots, mem_size, dtype=dtype), (batch, mem_slots, mem_size))
 
 
+def _rows(array):
+    """Return an array (..., D) as rows (n, D)."""
+    return array.reshape(-1, array.shape[-1])
+
+
 # --- gates --------------------------------------------------------------------
 
 
 class GateCache(NamedTuple):
-    memory_prev: np.ndarray  # (B, N, F)
-    tanh_memory: np.ndarray  # (B, N, F)
-    memory_linear: LinearCache
-    input_gate: np.ndarray  # (B, N, G)
-    forget_gate: np.ndarray  # (B, N, G)
-    tanh_candidate: np.ndarray  # (B, N, F)
+    """Gate activations over S steps, written by ``gates_step_forward``."""
+
+    memory_prev: np.ndarray  # (S, B, N, F) memory before each step, owned by the caller
+    weight: np.ndarray  # (F, 2G) gate_memory.W
+    weight_t: np.ndarray  # (2G, F) its transpose, contiguous for the backward
+    tanh_memory: np.ndarray  # (S, B, N, F)
+    gates: np.ndarray  # (S, B, N, 2G) sigmoid outputs in the order [i | f]
+    tanh_candidate: np.ndarray  # (S, B, N, F)
+
+
+def allocate_gate_tape(memory_prev, weight, empty=np.empty):
+    """Return an empty gate tape for memory_prev (S, B, N, F) and ``gate_memory.W`` (F, 2G).
+
+    ``empty(shape, dtype)`` allocates each array, ``np.empty`` or ``PoolLease.empty``.
+    """
+    return GateCache(
+        memory_prev=memory_prev,
+        weight=weight,
+        weight_t=np.ascontiguousarray(weight.T),
+        tanh_memory=empty(memory_prev.shape, weight.dtype),
+        gates=empty((*memory_prev.shape[:-1], weight.shape[1]), weight.dtype),
+        tanh_candidate=empty(memory_prev.shape, weight.dtype),
+    )
+
+
+def constant_gate_bias(gate_width, dtype):
+    """Return the constant biases [input (G,) | forget (G,)] added to the pre-activations."""
+    return np.repeat(np.array([INPUT_GATE_BIAS, FORGET_GATE_BIAS], dtype=dtype), gate_width)
+
+
+def gates_step_forward(tape, t, candidate, gate_x, memory):
+    """Gate the candidate (B, N, F) of step t into ``memory`` (B, N, F), written in place.
+
+    ``gate_x`` (B, 2G) holds every term of the pre-activations that does not
+    depend on the memory: ``u @ W_gx + b_gx + b_gm`` plus the constant biases.
+    """
+    width = tape.gates.shape[-1] // 2  # G
+    tanh_memory = np.tanh(tape.memory_prev[t], out=tape.tanh_memory[t])
+    gates = tape.gates[t]  # (B, N, 2G)
+    np.matmul(_rows(tanh_memory), tape.weight, out=_rows(gates))  # (B N, F) @ (F, 2G)
+    gates += gate_x[:, None, :]  # the input part, broadcast over slots
+    sigmoid_in_place(gates)
+    tanh_candidate = np.tanh(candidate, out=tape.tanh_candidate[t])
+    np.multiply(gates[..., :width], tanh_candidate, out=memory)
+    memory += gates[..., width:] * tape.memory_prev[t]
+
+
+def gates_step_backward(tape, t, d_memory, d_gates, d_candidate):
+    """Backward of step t from d_memory (B, N, F); return d_memory_prev (B, N, F).
+
+    Writes the gradient at the gate pre-activations to ``d_gates[t]`` (B, N, 2G)
+    and the candidate's gradient to ``d_candidate`` (B, N, F).
+    """
+    width = tape.gates.shape[-1] // 2  # G
+    gates, d_pre = tape.gates[t], d_gates[t]
+    input_gate, forget_gate = gates[..., :width], gates[..., width:]
+    memory_prev, tanh_candidate = tape.memory_prev[t], tape.tanh_candidate[t]
+
+    # memory = i * tanh(C) + f * M_prev; per-slot gates (G = 1) collect the gradient over F.
+    if width == d_memory.shape[-1]:
+        np.multiply(d_memory, tanh_candidate, out=d_pre[..., :width])
+        np.multiply(d_memory, memory_prev, out=d_pre[..., width:])
+    else:
+        np.sum(d_memory * tanh_candidate, axis=-1, keepdims=True, out=d_pre[..., :width])
+        np.sum(d_memory * memory_prev, axis=-1, keepdims=True, out=d_pre[..., width:])
+    d_pre *= gates * (1.0 - gates)  # sigmoid derivative, for [i | f] at once
+
+    # d_candidate = d_memory * i * (1 - tanh(C)^2)
+    np.multiply(tanh_candidate, tanh_candidate, out=d_candidate)
+    np.subtract(1.0, d_candidate, out=d_candidate)
+    d_candidate *= input_gate
+    d_candidate *= d_memory
+
+    # M_prev enters through the forget gate and through tanh(M_prev) @ W_gm.
+    d_tanh_memory = (_rows(d_pre) @ tape.weight_t).reshape(d_memory.shape)  # (B N, 2G) @ (2G, F)
+    tanh_memory = tape.tanh_memory[t]
+    d_tanh_memory *= 1.0 - tanh_memory * tanh_memory
+    d_memory_prev = d_memory * forget_gate
+    d_memory_prev += d_tanh_memory
+    return d_memory_prev
+
+
+def gate_param_grads(tape, d_gates):
+    """Return the ``gate_memory`` grads and d_gate_x (S, B, 2G), summed over all S steps."""
+    d_rows = _rows(d_gates)  # (S B N, 2G)
+    grads = {"W": _rows(tape.tanh_memory).T @ d_rows, "b": sum_rows(d_rows)}
+    return grads, d_gates.sum(axis=2)  # the input part was broadcast over the N slots
 
 
 def gates_forward(candidate, memory_prev, gate_x, weight, bias):
-    """Gate the candidate (B, N, F) into the next memory.
+    """Gate the candidate (B, N, F) into the next memory, for one step.
 
     Args:
         candidate: candidate memory C of shape (B, N, F).
@@ -100,58 +197,32 @@ def gates_forward(candidate, memory_prev, gate_x, weight, bias):
         gate_x: the input's gate pre-activations ``u @ W_gx + b_gx`` of shape (B, 2G).
         weight, bias: ``gate_memory.W`` (F, 2G) and ``gate_memory.b`` (2G,).
     """
-    tanh_memory, _ = tanh_forward(memory_prev)
-    gate_memory, memory_linear = linear_forward(tanh_memory, weight, bias)  # (B, N, 2G)
-    pre = gate_memory + gate_x[:, None, :]  # (B, N, 2G), the input part broadcast over slots
-    width = pre.shape[-1] // 2
-    input_gate, _ = sigmoid_forward(pre[..., :width] + INPUT_GATE_BIAS)
-    forget_gate, _ = sigmoid_forward(pre[..., width:] + FORGET_GATE_BIAS)
-    tanh_candidate, _ = tanh_forward(candidate)
-    memory = input_gate * tanh_candidate + forget_gate * memory_prev
-    cache = GateCache(
-        memory_prev, tanh_memory, memory_linear, input_gate, forget_gate, tanh_candidate
-    )
-    return memory, cache
+    tape = allocate_gate_tape(memory_prev[None], weight)  # one step: [B, N, F] -> [1, B, N, F]
+    gate_x = gate_x + bias + constant_gate_bias(weight.shape[1] // 2, weight.dtype)
+    memory = np.empty(candidate.shape, dtype=weight.dtype)
+    gates_step_forward(tape, 0, candidate, gate_x, memory)
+    return memory, tape
 
 
 def gates_backward(d_memory, cache):
     """Return (d_candidate, d_memory_prev, d_gate_x (B, 2G), ``gate_memory`` grads)."""
-    # memory = i * tanh(C) + f * M_prev; per-slot gates collect the gradient over F.
-    d_input_gate = d_memory * cache.tanh_candidate
-    d_forget_gate = d_memory * cache.memory_prev
-    if cache.input_gate.shape[-1] != d_memory.shape[-1]:
-        d_input_gate = d_input_gate.sum(axis=-1, keepdims=True)
-        d_forget_gate = d_forget_gate.sum(axis=-1, keepdims=True)
-    d_candidate = tanh_backward(d_memory * cache.input_gate, cache.tanh_candidate)
-    d_memory_prev = d_memory * cache.forget_gate
-
-    # Pre-activations in the order [i | f], shared by the input and memory terms.
-    d_pre = np.concatenate(
-        [
-            sigmoid_backward(d_input_gate, cache.input_gate),
-            sigmoid_backward(d_forget_gate, cache.forget_gate),
-        ],
-        axis=-1,
-    )  # (B, N, 2G)
-    d_gate_x = d_pre.sum(axis=1)  # (B, 2G)
-    d_tanh_memory, grads = linear_backward(d_pre, cache.memory_linear)
-    d_memory_prev = d_memory_prev + tanh_backward(d_tanh_memory, cache.tanh_memory)
-    return d_candidate, d_memory_prev, d_gate_x, grads
+    d_gates = np.empty_like(cache.gates)
+    d_candidate = np.empty_like(d_memory)
+    d_memory_prev = gates_step_backward(cache, 0, d_memory, d_gates, d_candidate)
+    grads, d_gate_x = gate_param_grads(cache, d_gates)
+    return d_candidate, d_memory_prev, d_gate_x[0], grads
 
 
 # --- the core -----------------------------------------------------------------
 
 
-class RMCStepCache(NamedTuple):
-    blocks: list[AttentionBlockCache]  # one per block
-    gates: GateCache | None  # None when gate_style is None
-    memory: np.ndarray  # (B, N, F) memory after the step
-
-
 class RMCCache(NamedTuple):
     input_proj: LinearCache
     gate_input: LinearCache | None
-    steps: list[RMCStepCache]
+    rows: np.ndarray  # (T + 1, B, N + 1, F): rows[t] = [M_{t-1}; u_t]; rows[T, :, :N] = M_T
+    blocks: list[BlockTape]  # one per block, each over all T steps
+    block_weights: list[BlockWeights]
+    gates: GateCache | None  # None when gate_style is None
 
 
 class RelationalMemory(RecurrentModel):
@@ -201,131 +272,146 @@ class RelationalMemory(RecurrentModel):
                 )
         return params
 
-    def _block_params(self):
-        """Return one dict per block of its parameters under their local names."""
-        blocks = []
-        for block in range(self.hyper.num_blocks):
-            prefix = f"block{block}."
-            blocks.append(
-                {
-                    name[len(prefix) :]: value
-                    for name, value in self.params.items()
-                    if name.startswith(prefix)
-                }
-            )
-        return blocks
-
-    def _attention_mlp(self):
-        """Return the shared MLP of the blocks as a list of (weight, bias) pairs."""
-        return [
+    def _block_weights(self):
+        """Return the ``BlockWeights`` of every block, each with the shared attention MLP."""
+        mlp_layers = [
             (self.params[f"attention_mlp.{j}.W"], self.params[f"attention_mlp.{j}.b"])
             for j in range(self.hyper.attention_mlp_layers)
         ]
+        weights = []
+        for block in range(self.hyper.num_blocks):
+            prefix = f"block{block}."
+            local = {
+                name[len(prefix) :]: value
+                for name, value in self.params.items()
+                if name.startswith(prefix)
+            }
+            weights.append(prepare_block(local, mlp_layers, self.hyper.num_heads, self.key_size))
+        return weights
 
-    def _step_forward(self, memory_prev, x_proj, gate_x, blocks, mlp_layers):
-        """Advance memory (B, N, F) one step given projected input (B, F), gate input (B, 2G)."""
-        hyper = self.hyper
-        z = np.concatenate([memory_prev, x_proj[:, None, :]], axis=1)  # (B, N + 1, F)
-        block_caches = []
-        for block in blocks:
-            z, cache = attention_block_forward(z, block, mlp_layers, hyper.num_heads, self.key_size)
-            block_caches.append(cache)
-        candidate = z[:, : hyper.mem_slots]  # (B, N, F), input row dropped
+    def _gate_inputs(self, x_proj):
+        """Return the memory-free gate pre-activations, time-major (T, B, 2G), and their cache."""
+        params = self.params
+        gate_x, gate_input = linear_forward(x_proj, params["gate_input.W"], params["gate_input.b"])
+        # The memory term's bias and the constant biases join the input term once per sequence.
+        gate_x += params["gate_memory.b"] + constant_gate_bias(self.gate_width, self.dtype)
+        return gate_x.transpose(1, 0, 2), gate_input  # [B, T, 2G] -> [T, B, 2G]
 
-        if hyper.gate_style is None:
-            return candidate, RMCStepCache(block_caches, None, candidate)
-        memory, gate_cache = gates_forward(
-            candidate,
-            memory_prev,
-            gate_x,
-            self.params["gate_memory.W"],
-            self.params["gate_memory.b"],
-        )
-        return memory, RMCStepCache(block_caches, gate_cache, memory)
-
-    def _step_backward(self, d_memory, cache, grads):
-        """Backward of one step; adds parameter grads into ``grads``.
-
-        Returns (d_memory_prev (B, N, F), d_x_proj (B, F), d_gate_x (B, 2G) or None).
-        """
-        mem_slots = self.hyper.mem_slots
-        if cache.gates is None:
-            d_candidate, d_memory_prev, d_gate_x = d_memory, 0.0, None
-        else:
-            d_candidate, d_memory_prev, d_gate_x, local = gates_backward(d_memory, cache.gates)
-            add_grads(grads, "gate_memory", local)
-
-        # The dropped input row receives no gradient from the candidate.
-        dz = np.zeros((d_memory.shape[0], mem_slots + 1, d_memory.shape[2]), d_memory.dtype)
-        dz[:, :mem_slots] = d_candidate
-        for block in reversed(range(len(cache.blocks))):
-            dz, local, mlp_grads = attention_block_backward(dz, cache.blocks[block])
-            add_grads(grads, f"block{block}", local)
-            for j, mlp_local in enumerate(mlp_grads):
-                add_grads(grads, f"attention_mlp.{j}", mlp_local)
-        return d_memory_prev + dz[:, :mem_slots], dz[:, mem_slots], d_gate_x
-
-    def _core_forward(self, x):
+    def _core_forward(self, x, lease):
         batch, steps, _ = x.shape
+        slots, mem_size = self.hyper.mem_slots, self.mem_size
         params, gated = self.params, self.hyper.gate_style is not None
 
         # Input projections for all steps at once.
         x_proj, input_proj = linear_forward(x, params["input_proj.W"], params["input_proj.b"])
-        gate_x, gate_input = (None, None)
-        if gated:  # (B, T, F) -> (B, T, 2G)
-            gate_x, gate_input = linear_forward(
-                x_proj, params["gate_input.W"], params["gate_input.b"]
+        rows = lease.empty((steps + 1, batch, slots + 1, mem_size), self.dtype)
+        rows[0, :, :slots] = initial_memory(batch, slots, mem_size, self.dtype)
+        rows[:steps, :, slots] = x_proj.transpose(1, 0, 2)  # [B, T, F] -> [T, B, F]
+        rows[steps, :, slots] = 0.0  # no input row after the last step
+
+        block_weights = self._block_weights()
+        tapes, block_input = [], rows[:steps]
+        for weights in block_weights:
+            tapes.append(allocate_block_tape(block_input, weights, lease.empty))
+            block_input = tapes[-1].out
+        gate_x, gate_input, gate_tape = None, None, None
+        if gated:
+            gate_x, gate_input = self._gate_inputs(x_proj)
+            gate_tape = allocate_gate_tape(
+                rows[:steps, :, :slots], params["gate_memory.W"], lease.empty
             )
 
-        blocks, mlp_layers = self._block_params(), self._attention_mlp()
-        memory = initial_memory(batch, self.hyper.mem_slots, self.mem_size, self.dtype)
-        caches = []
         for t in range(steps):
-            memory, cache = self._step_forward(
-                memory, x_proj[:, t], gate_x[:, t] if gated else None, blocks, mlp_layers
-            )
-            caches.append(cache)
-        features = np.stack([cache.memory for cache in caches], axis=1)  # (B, T, N, F)
-        return features.reshape(batch, steps, -1), RMCCache(input_proj, gate_input, caches)
+            for tape, weights in zip(tapes, block_weights, strict=True):
+                block_step_forward(tape, t, weights)
+            candidate = tapes[-1].out[t, :, :slots]  # (B, N, F), input row dropped
+            if gated:
+                gates_step_forward(gate_tape, t, candidate, gate_x[t], rows[t + 1, :, :slots])
+            else:
+                rows[t + 1, :, :slots] = candidate
 
-    def _core_backward(self, d_features, cache):
+        # [T, B, N, F] -> [B, T, N, F] -> [B, T, N F], a copy: rows goes back to the pool
+        features = rows[1:, :, :slots].transpose(1, 0, 2, 3).copy().reshape(batch, steps, -1)
+        cache = RMCCache(input_proj, gate_input, rows, tapes, block_weights, gate_tape)
+        return features, cache
+
+    def _core_backward(self, d_features, cache, lease):
         batch, steps, _ = d_features.shape
-        mem_slots, mem_size = self.hyper.mem_slots, self.mem_size
-        grads = zero_grads(self.params)
-        d_features = d_features.reshape(batch, steps, mem_slots, mem_size)  # (B, T, N, F)
-        d_x_proj = np.zeros((batch, steps, mem_size), dtype=d_features.dtype)
-        d_gate_x = None
-        if cache.gate_input is not None:
-            d_gate_x = np.zeros((batch, steps, 2 * self.gate_width), dtype=d_features.dtype)
+        slots, mem_size = self.hyper.mem_slots, self.mem_size
+        d_features = d_features.reshape(batch, steps, slots, mem_size)  # (B, T, N, F)
+        grad_tapes = [allocate_grad_tape(tape, lease.empty) for tape in cache.blocks]
+        grad_tapes[-1].d_out[:, :, slots] = 0.0  # the dropped input row gets no gradient
+        d_rows = lease.empty((steps, batch, slots + 1, mem_size), d_features.dtype)
+        d_gates = None
+        if cache.gates is not None:
+            d_gates = lease.empty(cache.gates.gates.shape, d_features.dtype)
 
         # Walk the steps backward; the initial memory is constant, so its gradient is dropped.
-        d_memory = np.zeros((batch, mem_slots, mem_size), dtype=d_features.dtype)
+        d_memory = np.zeros((batch, slots, mem_size), dtype=d_features.dtype)
         for t in reversed(range(steps)):
-            d_memory, d_x_proj[:, t], d_gate_x_t = self._step_backward(
-                d_memory + d_features[:, t], cache.steps[t], grads
-            )
-            if d_gate_x is not None:
-                d_gate_x[:, t] = d_gate_x_t
+            if self.hyper.per_step_targets or t == steps - 1:  # d_features is zero elsewhere
+                d_memory = d_memory + d_features[:, t]
+            d_memory = self._step_backward(t, d_memory, cache, grad_tapes, d_rows, d_gates)
 
-        # Back through the input projections applied to all steps at once.
-        if d_gate_x is not None:
-            d_from_gates, local = linear_backward(d_gate_x, cache.gate_input)
-            add_grads(grads, "gate_input", local)
-            d_x_proj += d_from_gates
+        return self._param_grads(cache, grad_tapes, d_rows, d_gates)
+
+    def _step_backward(self, t, d_memory, cache, grad_tapes, d_rows, d_gates):
+        """Backward of step t from d_memory (B, N, F); return d_memory_prev (B, N, F).
+
+        Fills step t of the gradient tapes, of d_rows (T, B, N + 1, F) and of d_gates.
+        """
+        slots = self.hyper.mem_slots
+        d_candidate = grad_tapes[-1].d_out[t, :, :slots]
+        if d_gates is None:
+            d_candidate[...] = d_memory
+        else:
+            d_memory = gates_step_backward(cache.gates, t, d_memory, d_gates, d_candidate)
+
+        for block in reversed(range(len(cache.blocks))):
+            dz = grad_tapes[block - 1].d_out[t] if block > 0 else d_rows[t]
+            block_step_backward(
+                cache.blocks[block], grad_tapes[block], t, cache.block_weights[block], dz
+            )
+
+        # M_{t-1} is also the first N rows of the first block's input.
+        if d_gates is None:
+            return d_rows[t, :, :slots]
+        d_memory += d_rows[t, :, :slots]
+        return d_memory
+
+    def _param_grads(self, cache, grad_tapes, d_rows, d_gates):
+        """Return (dx, grads of the core) from the filled tapes, over all steps at once."""
+        grads = {}
+        for block, (tape, grad_tape) in enumerate(zip(cache.blocks, grad_tapes, strict=True)):
+            local, mlp_grads = block_param_grads(tape, grad_tape)
+            grads.update({f"block{block}.{name}": value for name, value in local.items()})
+            for j, mlp_local in enumerate(mlp_grads):  # the MLP is shared: sum over blocks
+                for name, value in mlp_local.items():
+                    key = f"attention_mlp.{j}.{name}"
+                    grads[key] = grads[key] + value if key in grads else value
+
+        d_x_proj = d_rows[:, :, self.hyper.mem_slots].transpose(1, 0, 2)  # [T, B, F] -> [B, T, F]
+        if d_gates is not None:
+            local, d_gate_x = gate_param_grads(cache.gates, d_gates)
+            grads.update({f"gate_memory.{name}": value for name, value in local.items()})
+            # [T, B, 2G] -> [B, T, 2G], back through u @ W_gx + b_gx for all steps at once
+            d_from_gates, local = linear_backward(d_gate_x.transpose(1, 0, 2), cache.gate_input)
+            grads.update({f"gate_input.{name}": value for name, value in local.items()})
+            d_x_proj = d_x_proj + d_from_gates
         dx, local = linear_backward(d_x_proj, cache.input_proj)
-        add_grads(grads, "input_proj", local)
+        grads.update({f"input_proj.{name}": value for name, value in local.items()})
         return dx, grads
 
     def _trace(self, cache):
-        steps = cache.steps
-        # per step [L x (B, H, R, R)] -> (B, L, H, R, R); over steps -> (B, T, L, H, R, R)
-        attention = np.stack(
-            [np.stack([block.heads.weights for block in step.blocks], axis=1) for step in steps],
-            axis=1,
-        )
-        trace = {"attention": attention}
-        if self.hyper.gate_style is not None:
-            trace["input_gate"] = np.stack([s.gates.input_gate for s in steps], axis=1)
-            trace["forget_gate"] = np.stack([s.gates.forget_gate for s in steps], axis=1)
-        trace["memory"] = np.stack([s.memory for s in steps], axis=1)  # (B, T, N, F)
+        slots = self.hyper.mem_slots
+        # L x [T, S, B, H, R] -> [T, L, S, B, H, R] -> [B, T, L, H, R, S]: row query, column key
+        attention = np.stack([tape.weights for tape in cache.blocks], axis=1)
+        trace = {"attention": attention.transpose(3, 0, 1, 4, 5, 2).copy()}
+        if cache.gates is not None:
+            width = self.gate_width
+            gates = cache.gates.gates.transpose(1, 0, 2, 3)  # [T, B, N, 2G] -> [B, T, N, 2G]
+            trace["input_gate"] = gates[..., :width].copy()
+            trace["forget_gate"] = gates[..., width:].copy()
+        # [T, B, N, F] -> [B, T, N, F]
+        trace["memory"] = cache.rows[1:, :, :slots].transpose(1, 0, 2, 3).copy()
         return trace

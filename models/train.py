@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from models.checkpoint import save_checkpoint
@@ -62,6 +63,21 @@ def parse_option(text: str) -> tuple[str, object]:
     except json.JSONDecodeError:
         value = raw
     return key, value
+
+
+def parse_curriculum(text: str) -> list:
+    """Read a curriculum given as JSON text, or as ``@path`` to a JSON file."""
+    source = "--curriculum"
+    if text.startswith("@"):
+        source = text[1:]
+        try:
+            text = Path(source).read_text()
+        except OSError as error:
+            raise argparse.ArgumentTypeError(f"cannot read {source}: {error}") from error
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"{source} is not valid JSON: {error}") from error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     parser.add_argument(
+        "--curriculum",
+        type=parse_curriculum,
+        metavar="JSON|@FILE",
+        help="curriculum stages as a JSON list, or @path to a JSON file holding one; each "
+        'stage is {"task_options": {...}, "threshold": held-out accuracy, "max_steps": n} '
+        "[none]",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", help="replace the run files already in --out"
     )
     parser.add_argument(
@@ -133,6 +157,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     data = {name: getattr(args, name) for name in FLAG_FIELDS if getattr(args, name) is not None}
     data["task_options"] = dict(args.task_option)
     data["model_options"] = dict(args.model_option)
+    if args.curriculum is not None:
+        data["curriculum"] = args.curriculum
     return TrainConfig.from_dict(data)
 
 
@@ -174,11 +200,17 @@ def _last_evaluation(metrics: list[dict]) -> dict:
     return evaluated[-1] if evaluated else {"test_loss": None, "test_accuracy": None}
 
 
-def run(config: TrainConfig, out: Path) -> int:
-    """Train with ``config``, writing the run files to ``out``; return the exit status."""
+def run(config: TrainConfig, out: Path, should_stop: Callable[[], bool] | None = None) -> int:
+    """Train with ``config``, writing the run files to ``out``; return the exit status.
+
+    Training stops early, as after Ctrl-C, once ``should_stop()`` returns True.
+    """
     write_json(out / "config.json", config.to_dict())
     stop_requested = threading.Event()
     previous_handler = _install_stop_handler(stop_requested)
+
+    def stop_now() -> bool:
+        return stop_requested.is_set() or (should_stop is not None and should_stop())
 
     with open(out / "metrics.jsonl", "a") as metrics_file:
 
@@ -189,7 +221,7 @@ def run(config: TrainConfig, out: Path) -> int:
                 metrics_file.flush()
 
         try:
-            result = train(config, on_event=on_event, should_stop=stop_requested.is_set)
+            result = train(config, on_event=on_event, should_stop=stop_now)
         except TrainingDiverged as error:
             last = _last_evaluation(error.metrics)
             summary = {

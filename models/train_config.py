@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from models.curriculum import check_curriculum
 from models.optim import LR_SCHEDULES
 from models.tasks import Task, make_task
 
@@ -58,6 +59,10 @@ class TrainConfig:
         log_interval: steps between metric events [50].
         seed: seeds the parameters, the training batches and the held-out set [0].
         dtype: "float32" or "float64" for parameters and computation ["float32"].
+        curriculum: None, or a list of stages, each ``{"task_options": overrides of
+            task_options, "threshold": held-out accuracy that ends the stage,
+            "max_steps": steps after which the stage ends anyway, or None}``; see
+            ``models.curriculum`` [None]. Only for classification tasks.
     """
 
     task: str = "tracking-grid"
@@ -75,6 +80,7 @@ class TrainConfig:
     log_interval: int = 50
     seed: int = 0
     dtype: str = "float32"
+    curriculum: list | None = None
 
     def __post_init__(self):
         for name in ("task_options", "model_options"):
@@ -106,7 +112,9 @@ class TrainConfig:
                 f"got {self.warmup_steps}"
             )
         # Building the task checks the task name and its options.
-        self.build_task()
+        task = self.build_task()
+        # The stages are stored with their defaults filled in, as a private copy.
+        object.__setattr__(self, "curriculum", check_curriculum(self.curriculum, self.task, task))
 
     def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
         value = getattr(self, name)

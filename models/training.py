@@ -13,15 +13,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from models.curriculum import CurriculumRunner
+from models.evaluation import (
+    EVAL_CHUNK,
+    accuracy_by_group,
+    evaluate,
+    predict_in_chunks,
+    score_predictions,
+)
 from models.factory import make_model
-from models.losses import accuracy, loss_and_gradient
+from models.losses import accuracy
 from models.optim import Adam, global_norm, scheduled_learning_rate
 from models.train_config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
-# Held-out sequences go through the model in chunks of this many, to bound memory.
-EVAL_CHUNK = 1024
+__all__ = ["EVAL_CHUNK", "TrainResult", "TrainingDiverged", "build_model", "evaluate", "train"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -76,21 +83,6 @@ def _is_metric_step(step: int, config: TrainConfig) -> bool:
     return step % config.log_interval == 0 or _is_eval_step(step, config)
 
 
-def evaluate(model, loss: str, x: np.ndarray, y: np.ndarray) -> tuple[float, float | None]:
-    """Return the mean loss on ``(x, y)`` and, for "cross_entropy", the accuracy."""
-    total_loss = 0.0
-    total_correct = 0.0
-    for start in range(0, len(x), EVAL_CHUNK):
-        x_chunk, y_chunk = x[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
-        predictions, _ = model.predict(x_chunk)
-        chunk_loss, _ = loss_and_gradient(loss, predictions, y_chunk)
-        total_loss += chunk_loss * len(x_chunk)
-        if loss == "cross_entropy":
-            total_correct += accuracy(predictions, y_chunk) * len(x_chunk)
-    test_accuracy = total_correct / len(x) if loss == "cross_entropy" else None
-    return total_loss / len(x), test_accuracy
-
-
 def build_model(config: TrainConfig, task):
     """Return the configured model, sized for ``task`` and initialised from ``config.seed``."""
     return make_model(
@@ -134,7 +126,14 @@ def train(
             every evaluation and at the last step. ``train_loss`` is the mean since the
             previous metric, ``grad_norm`` and ``learning_rate`` are the latest step's, and
             ``train_accuracy`` is measured on the latest batch. The ``test_*`` fields are
-            None except at evaluations, and the accuracies are None for MSE tasks.
+            None except at evaluations, and the accuracies are None for MSE tasks. Tasks
+            with an ``accuracy_group_metric`` (N-th farthest: ``test_accuracy_per_n``)
+            add that field at evaluations: the held-out accuracy per group, keyed by the
+            group value as a string. With a curriculum every metric event also has
+            ``curriculum_stage`` and ``stage_test_accuracy``. The stage is the one whose
+            task gave the latest batch, or the number of stages once the run trains on
+            its own task. The accuracy is on that stage's held-out set at evaluations,
+            and None elsewhere.
         should_stop: called before every step. Once it returns True, the model is
             evaluated and training ends as "cancelled".
 
@@ -153,7 +152,9 @@ def train(
 
     task = config.build_task()
     model = build_model(config, task)
-    test_x, test_y = task.sample(config.eval_size, np.random.default_rng([config.seed, 1]))
+    test_x, test_y, test_info = task.sample_with_info(
+        config.eval_size, np.random.default_rng([config.seed, 1])
+    )
     baselines = task.baselines(test_x, test_y)
     _emit_log(
         emit,
@@ -162,6 +163,13 @@ def train(
     )
 
     run = _Run(config, task, model, test_x, test_y, emit)
+    if hasattr(task, "accuracy_groups"):
+        run.test_groups = task.accuracy_groups(test_info)
+    if config.curriculum is not None:
+        run.curriculum = CurriculumRunner(
+            config.curriculum, config.task, task, config.seed, config.eval_size
+        )
+        _emit_log(emit, f"curriculum: starting with {run.curriculum.describe()}")
     status = run.loop(rng, should_stop)
     summary = {
         "status": status,
@@ -172,6 +180,10 @@ def train(
         "seconds": run.elapsed(),
         "param_count": model.param_count,
     }
+    if run.test_groups is not None:
+        summary["final_test_accuracy_per_n"] = run.test_accuracy_per_group
+    if run.curriculum is not None:
+        summary["curriculum"] = run.curriculum.summary()
     _emit_log(
         emit,
         f"training {status} after {run.step} steps in {summary['seconds']:.1f} s: "
@@ -196,6 +208,10 @@ class _Run:
         self.last_metric_step = 0
         self.test_loss: float | None = None
         self.test_accuracy: float | None = None
+        # Per-group accuracy (N-th farthest: per n) needs one group value per test row.
+        self.test_groups: np.ndarray | None = None
+        self.test_accuracy_per_group: dict | None = None
+        self.curriculum: CurriculumRunner | None = None
         self.started = time.perf_counter()
         self.window = _MetricWindow(self.started)
 
@@ -214,7 +230,8 @@ class _Run:
 
     def _train_step(self, rng: np.random.Generator) -> None:
         config = self.config
-        x, y = self.task.sample(config.batch_size, rng)
+        batch_task = self.task if self.curriculum is None else self.curriculum.task
+        x, y = batch_task.sample(config.batch_size, rng)
         learning_rate = scheduled_learning_rate(
             self.step,
             peak=config.learning_rate,
@@ -239,16 +256,39 @@ class _Run:
 
         self.step = step
         self.window.add(loss, grad_norm, learning_rate)
+        stage_accuracy = None
         if _is_metric_step(step, config):
-            self._emit_metric(train_accuracy, evaluate_now=_is_eval_step(step, config))
-
-    def _emit_metric(self, train_accuracy: float | None, evaluate_now: bool) -> None:
-        test_loss = test_accuracy = None
-        if evaluate_now:
-            test_loss, test_accuracy = evaluate(
-                self.model, self.task.loss, self.test_x, self.test_y
+            stage_accuracy = self._emit_metric(
+                train_accuracy, evaluate_now=_is_eval_step(step, config)
             )
-            self.test_loss, self.test_accuracy = test_loss, test_accuracy
+        if self.curriculum is not None:
+            message = self.curriculum.advance_if_done(step, stage_accuracy)
+            if message is not None:
+                _emit_log(self.emit, message)
+
+    def _evaluate(self) -> tuple[float, float | None, dict]:
+        """Score the model on the held-out set: (loss, accuracy, per-group accuracy field)."""
+        predictions = predict_in_chunks(self.model, self.test_x)
+        test_loss, test_accuracy = score_predictions(self.task.loss, predictions, self.test_y)
+        self.test_loss, self.test_accuracy = test_loss, test_accuracy
+        if self.test_groups is None:
+            return test_loss, test_accuracy, {}
+        per_group = accuracy_by_group(predictions, self.test_y, self.test_groups)
+        self.test_accuracy_per_group = per_group
+        return test_loss, test_accuracy, {self.task.accuracy_group_metric: per_group}
+
+    def _emit_metric(self, train_accuracy: float | None, evaluate_now: bool) -> float | None:
+        """Emit a metric event; return the curriculum stage's held-out accuracy, if measured."""
+        test_loss = test_accuracy = None
+        extra = {}
+        if evaluate_now:
+            test_loss, test_accuracy, extra = self._evaluate()
+        stage_accuracy = None
+        if self.curriculum is not None:
+            extra["curriculum_stage"] = self.curriculum.index
+            if evaluate_now:
+                stage_accuracy = self.curriculum.evaluate_stage(self.model)
+            extra["stage_test_accuracy"] = stage_accuracy
 
         now = time.perf_counter()
         window = self.window
@@ -262,6 +302,7 @@ class _Run:
             "test_loss": test_loss,
             "test_accuracy": test_accuracy,
             "train_accuracy": train_accuracy,
+            **extra,
         }
         logger.info(
             "step %d/%d: train loss %.6f, grad norm %.4g, learning rate %.3g, %.1f ms/step",
@@ -281,6 +322,7 @@ class _Run:
             )
         self.last_metric_step = self.step
         self.window = _MetricWindow(now)
+        return stage_accuracy
 
     def _diverge(self, step: int, loss: float, grad_norm: float) -> None:
         """Emit the measurements of the steps before ``step``, then raise TrainingDiverged."""

@@ -13,6 +13,7 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse
 
+from app.json_encoding import json_response
 from app.routes.common import ERROR_RESPONSES, get_store, require_run, safe_file_name
 from app.schemas import Metric, Run, RunCreate
 from app.store import ACTIVE_STATUSES, METRIC_FIELDS
@@ -118,7 +119,9 @@ def get_metrics(
     run = require_run(store, run_id)
     metrics = store.get_metrics(run_id)
     if format == "json":
-        return metrics
+        # Encoded here, in the route's worker thread, in slices: a run may have 100,000
+        # rows, and one serializer call over all of them would stall the event loop.
+        return json_response(metrics)
     file_name = f"{safe_file_name(run['name'])}-metrics.csv"
     return Response(
         content=metrics_csv(metrics),

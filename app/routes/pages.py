@@ -1,4 +1,4 @@
-"""HTML pages (dashboard, run, explorer, compare) and the local Plotly.js bundle.
+"""HTML pages (dashboard, run, explorer, compare, sweeps) and the local Plotly.js bundle.
 
 The pages are thin Jinja2 shells: each one loads its module from ``static/js``,
 which reads the JSON API and the websockets. The server only checks what it
@@ -75,6 +75,27 @@ def explore_page(request: Request) -> HTMLResponse:
 @router.get("/compare", response_class=HTMLResponse)
 def compare_page(request: Request) -> HTMLResponse:
     return _render(request, "compare.html", page="compare")
+
+
+@router.get("/sweeps", response_class=HTMLResponse)
+def sweeps_page(request: Request) -> HTMLResponse:
+    return _render(request, "sweeps.html", page="sweeps")
+
+
+@router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
+def sweep_page(request: Request, sweep_id: str) -> HTMLResponse:
+    sweep = None
+    if RUN_ID_PATTERN.match(sweep_id):
+        sweep = request.app.state.store.get_sweep(sweep_id)
+    if sweep is None:
+        return _render(
+            request,
+            "not_found.html",
+            status_code=404,
+            page="not-found",
+            message=f"Sweep {sweep_id!r} not found.",
+        )
+    return _render(request, "sweep.html", page="sweep", sweep_id=sweep_id)
 
 
 @router.api_route(PLOTLY_URL, methods=["GET", "HEAD"])

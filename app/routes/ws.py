@@ -6,11 +6,14 @@ is published after the subscription and arrives live. Live events that the snaps
 already covers (metrics up to its last step, a status or progress it already shows) are
 skipped, so a client gets every metric exactly once, in step order. Log messages are not
 stored: a client receives those sent after it connected.
+
+Snapshots are read and encoded in a worker thread, in slices, because a run may have
+100,000 metric rows. Each client has a queue of ``Settings.ws_queue_size`` messages; a
+client that lets it fill up is closed with code 1013 so that it cannot delay the others.
 """
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 
@@ -19,7 +22,9 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketState
 
 from app.hub import ALL_RUNS_CHANNEL, Hub, Subscription, run_channel
+from app.json_encoding import encode_json
 from app.routes.common import RUN_ID_PATTERN
+from app.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +47,12 @@ async def run_events(websocket: WebSocket, run_id: str) -> None:
     hub: Hub = websocket.app.state.hub
     subscription = hub.subscribe(run_channel(run_id))
     try:
-        run = await anyio.to_thread.run_sync(store.get_run, run_id)
-        if run is None:
+        snapshot = await anyio.to_thread.run_sync(_run_snapshot, store, run_id)
+        if snapshot is None:
             await websocket.close(CLOSE_NOT_FOUND, f"run {run_id} not found")
             return
-        metrics = await anyio.to_thread.run_sync(store.get_metrics, run_id)
-        await websocket.send_text(json.dumps({"type": "snapshot", "run": run, "metrics": metrics}))
-        seen = _RunFilter(run, metrics)
-        await _stream(websocket, subscription, seen.is_new)
+        run, metrics, text = snapshot
+        await _stream(websocket, subscription, text, _RunFilter(run, metrics).is_new)
     finally:
         hub.unsubscribe(subscription)
 
@@ -62,11 +65,23 @@ async def all_run_events(websocket: WebSocket) -> None:
     subscription = hub.subscribe(ALL_RUNS_CHANNEL)
     try:
         runs = await anyio.to_thread.run_sync(websocket.app.state.store.list_runs)
-        await websocket.send_text(json.dumps({"type": "snapshot", "runs": runs}))
-        seen = _AllRunsFilter(runs)
-        await _stream(websocket, subscription, seen.is_new)
+        text = await anyio.to_thread.run_sync(_encode_text, {"type": "snapshot", "runs": runs})
+        await _stream(websocket, subscription, text, _AllRunsFilter(runs).is_new)
     finally:
         hub.unsubscribe(subscription)
+
+
+def _encode_text(payload: dict) -> str:
+    return encode_json(payload).decode()
+
+
+def _run_snapshot(store: Store, run_id: str) -> tuple[dict, list[dict], str] | None:
+    """Return the run, its metrics and the snapshot message text, or None for no such run."""
+    run = store.get_run(run_id)
+    if run is None:
+        return None
+    metrics = store.get_metrics(run_id)
+    return run, metrics, _encode_text({"type": "snapshot", "run": run, "metrics": metrics})
 
 
 class _RunFilter:
@@ -112,10 +127,17 @@ class _AllRunsFilter:
 
 
 async def _stream(
-    websocket: WebSocket, subscription: Subscription, is_new: Callable[[dict], bool]
+    websocket: WebSocket,
+    subscription: Subscription,
+    snapshot: str,
+    is_new: Callable[[dict], bool],
 ) -> None:
-    """Forward subscription messages until the client leaves or the hub drops it."""
-    sender = asyncio.create_task(_send_messages(websocket, subscription, is_new))
+    """Send the snapshot, then subscription messages until the client leaves or is dropped.
+
+    The snapshot is sent by the same task as the live messages, so a client that never
+    reads it is dropped like one that stops reading later.
+    """
+    sender = asyncio.create_task(_send_messages(websocket, subscription, snapshot, is_new))
     receiver = asyncio.create_task(_wait_for_disconnect(websocket))
     dropped = asyncio.create_task(subscription.dropped.wait())
     tasks = {sender, receiver, dropped}
@@ -132,7 +154,10 @@ async def _stream(
         logger.debug("websocket send on %s failed: %r", subscription.channel, sender.exception())
 
 
-async def _send_messages(websocket: WebSocket, subscription: Subscription, is_new) -> None:
+async def _send_messages(
+    websocket: WebSocket, subscription: Subscription, snapshot: str, is_new
+) -> None:
+    await websocket.send_text(snapshot)
     while True:
         message = await subscription.get()
         if is_new(message.payload):

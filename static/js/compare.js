@@ -1,5 +1,6 @@
 // Compare page: overlaid test curves, final metrics against the task baselines, and the
-// config fields that differ between the runs named in ?runs=a,b,...
+// config fields that differ between the runs named in ?runs=a,b,... With two runs it also
+// draws their difference, and with &live=1 it follows the runs' websockets as they train.
 
 import { apiFetch, showError } from "./api.js";
 import {
@@ -11,8 +12,14 @@ import {
   statusBadge,
 } from "./format.js";
 import { COLORS, PLOT_CONFIG, baseLayout, horizontalLine, setLogScale } from "./plots.js";
+import { connectSocket } from "./socket.js";
+import { addTableExport } from "./table_export.js";
 
 const $ = (id) => document.getElementById(id);
+const LIVE_REDRAW_MS = 300;
+
+// The loaded runs with their metric rows, kept for redraws on control changes.
+let shownEntries = [];
 
 function requestedIds() {
   const value = new URLSearchParams(window.location.search).get("runs") ?? "";
@@ -34,12 +41,41 @@ async function loadRun(id) {
   return { run, metrics };
 }
 
+/** Exponential moving average: s_i = w * s_(i-1) + (1 - w) * v_i, starting at s_0 = v_0. */
+export function smooth(values, weight) {
+  let previous = null;
+  return values.map((value) => {
+    previous = previous === null ? value : weight * previous + (1 - weight) * value;
+    return previous;
+  });
+}
+
+function smoothingWeight() {
+  return Number($("compare-smoothing").value) || 0;
+}
+
+function seriesKey(measure) {
+  return `${$("compare-series").value}_${measure}`;
+}
+
+/** The steps and smoothed values of `key` in a run's metric rows, skipping nulls. */
+function series(metrics, key) {
+  const rows = metrics.filter((row) => row[key] !== null && row[key] !== undefined);
+  return {
+    x: rows.map((row) => row.step),
+    y: smooth(
+      rows.map((row) => row[key]),
+      smoothingWeight(),
+    ),
+  };
+}
+
 function curveTraces(entries, key) {
   return entries.map(({ run, metrics }, index) => {
-    const rows = metrics.filter((row) => row[key] !== null && row[key] !== undefined);
+    const { x, y } = series(metrics, key);
     return {
-      x: rows.map((row) => row.step),
-      y: rows.map((row) => row[key]),
+      x,
+      y,
       name: run.name,
       mode: "lines+markers",
       marker: { size: 4 },
@@ -71,11 +107,12 @@ function baselineOverlay(entries, forAccuracy) {
 }
 
 function drawCurves(entries) {
+  const which = $("compare-series").value;
   const lossLayout = {
     ...baseLayout({
-      title: "Test loss",
+      title: `${which === "test" ? "Test" : "Train"} loss`,
       xTitle: "step",
-      yTitle: "test loss",
+      yTitle: `${which} loss`,
       uirevision: "compare",
     }),
     ...baselineOverlay(entries, false),
@@ -83,21 +120,20 @@ function drawCurves(entries) {
   lossLayout.yaxis.type = $("compare-log-scale").checked ? "log" : "linear";
   window.Plotly.react(
     $("compare-loss-chart"),
-    curveTraces(entries, "test_loss"),
+    curveTraces(entries, seriesKey("loss")),
     lossLayout,
     PLOT_CONFIG,
   );
 
-  const hasAccuracy = entries.some(({ metrics }) =>
-    metrics.some((row) => row.test_accuracy != null),
-  );
+  const accuracyKey = seriesKey("accuracy");
+  const hasAccuracy = entries.some(({ metrics }) => metrics.some((row) => row[accuracyKey] != null));
   $("compare-accuracy-chart").hidden = !hasAccuracy;
   if (hasAccuracy) {
     const layout = {
       ...baseLayout({
-        title: "Test accuracy",
+        title: `${which === "test" ? "Test" : "Train"} accuracy`,
         xTitle: "step",
-        yTitle: "test accuracy",
+        yTitle: `${which} accuracy`,
         uirevision: "compare",
       }),
       ...baselineOverlay(entries, true),
@@ -105,10 +141,84 @@ function drawCurves(entries) {
     layout.yaxis.range = [0, 1];
     window.Plotly.react(
       $("compare-accuracy-chart"),
-      curveTraces(entries, "test_accuracy"),
+      curveTraces(entries, accuracyKey),
       layout,
       PLOT_CONFIG,
     );
+  }
+  drawDifference(entries);
+}
+
+/** For two runs, draw the first run's smoothed loss minus the second's at common steps. */
+function drawDifference(entries) {
+  const chart = $("compare-difference-chart");
+  chart.hidden = entries.length !== 2;
+  if (entries.length !== 2) return;
+  const key = seriesKey("loss");
+  const [first, second] = entries.map(({ metrics }) => series(metrics, key));
+  const secondByStep = new Map(second.x.map((step, index) => [step, second.y[index]]));
+  const steps = first.x.filter((step) => secondByStep.has(step));
+  const firstByStep = new Map(first.x.map((step, index) => [step, first.y[index]]));
+  const names = entries.map(({ run }) => run.name);
+  const trace = {
+    x: steps,
+    y: steps.map((step) => firstByStep.get(step) - secondByStep.get(step)),
+    name: `${names[0]} − ${names[1]}`,
+    mode: "lines+markers",
+    marker: { size: 4 },
+    line: { color: COLORS[2], width: 2 },
+  };
+  const layout = baseLayout({
+    title: `${$("compare-series").value} loss difference: ${names[0]} − ${names[1]}`,
+    xTitle: "step",
+    yTitle: "difference (below 0: first run lower)",
+    uirevision: "compare-difference",
+  });
+  layout.shapes = [horizontalLine(0, "equal").shape];
+  window.Plotly.react(chart, [trace], layout, PLOT_CONFIG);
+  chart.dataset.points = String(steps.length);
+}
+
+function redraw() {
+  drawCurves(shownEntries);
+  renderFinalTable(shownEntries);
+}
+
+/**
+ * Follow every run's websocket: the snapshot replaces its rows, metric events are appended
+ * and status events update the run. Redraws are batched to one per LIVE_REDRAW_MS.
+ */
+function followLive(entries) {
+  let timer = null;
+  const schedule = () => {
+    if (timer !== null) return;
+    timer = setTimeout(() => {
+      timer = null;
+      redraw();
+    }, LIVE_REDRAW_MS);
+  };
+  const connection = $("compare-connection");
+  connection.hidden = false;
+  for (const entry of entries) {
+    connectSocket(`/ws/runs/${encodeURIComponent(entry.run.id)}`, {
+      onState: (state) => {
+        connection.textContent = state === "open" ? "Live" : state;
+        connection.dataset.state = state;
+      },
+      onMessage: (message) => {
+        if (message.type === "snapshot") {
+          entry.run = message.run;
+          entry.metrics = message.metrics;
+        } else if (message.type === "metric") {
+          entry.metrics.push(message);
+        } else if (message.type === "status") {
+          entry.run = message.run;
+        } else {
+          return;
+        }
+        schedule();
+      },
+    });
   }
 }
 
@@ -231,10 +341,12 @@ async function start() {
   if (failed.length)
     showError(failed.map(([item, id]) => `Run ${id}: ${item.reason.message}`).join("; "));
   const entries = results.filter((item) => item.status === "fulfilled").map((item) => item.value);
+  shownEntries = entries;
   drawCurves(entries);
   renderFinalTable(entries);
   renderConfigDiff(entries);
   document.body.dataset.compared = String(entries.length);
+  if (new URLSearchParams(window.location.search).get("live") === "1") followLive(entries);
   await choices;
 }
 
@@ -248,5 +360,12 @@ $("compare-form").addEventListener("submit", (event) => {
 $("compare-log-scale").addEventListener("change", (event) =>
   setLogScale([$("compare-loss-chart")], event.target.checked),
 );
+$("compare-smoothing").addEventListener("input", (event) => {
+  $("compare-smoothing-value").textContent = event.target.value;
+  drawCurves(shownEntries);
+});
+$("compare-series").addEventListener("change", () => drawCurves(shownEntries));
+addTableExport($("compare-final-table"), "compare-final-metrics");
+addTableExport($("compare-config-table"), "compare-config-differences");
 
 start();

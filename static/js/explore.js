@@ -8,6 +8,7 @@ import {
   describeTrackingStep,
   drawNthFarthest,
   drawTrajectories,
+  updateNthTimestep,
 } from "./explore_task.js";
 import { drawAttention, drawSlotCurves, drawUnitHeatmap, moveMarker } from "./explore_trace.js";
 
@@ -214,11 +215,7 @@ function updateTimestep() {
       : "";
   const uirevision = `${result.run_id}-${state.seed}`;
   if (info.positions) drawTrajectories($("trajectory-chart"), result, t, uirevision);
-  if (info.vectors) {
-    for (const row of document.querySelectorAll("#vector-table tbody tr")) {
-      row.classList.toggle("current", row.dataset.step === String(t));
-    }
-  }
+  if (info.vectors) updateNthTimestep($("nth-view"), result, { ...state, uirevision });
   if (result.trace?.attention) {
     drawAttention($("attention-chart"), result.trace.attention, { ...state, uirevision });
     for (const id of ["input-gate-chart", "forget-gate-chart", "memory-norm-chart"])

@@ -1,6 +1,13 @@
-// Explorer task views: trajectories for the tracking tasks, the presented vectors and the
-// predicted probabilities for N-th farthest. Both take a /predict result and a timestep t.
+// Explorer task views, drawn from a /predict result and a timestep t. The tracking tasks
+// show trajectories. N-th farthest shows the presented vectors, their PCA projection, the
+// predicted probabilities and the attention of each slot to each presented vector.
 
+import {
+  describeRanking,
+  drawInputAttention,
+  drawProjection,
+  ordinal,
+} from "./explore_nth.js";
 import { element, formatNumber, formatPercent } from "./format.js";
 import { COLORS, PLOT_CONFIG, baseLayout } from "./plots.js";
 
@@ -150,14 +157,6 @@ function distance(a, b) {
   return Math.sqrt(a.reduce((sum, value, index) => sum + (value - b[index]) ** 2, 0));
 }
 
-/** Format 1, 2, 3, 11 as "1st", "2nd", "3rd", "11th". */
-function ordinal(k) {
-  const teen = k % 100 >= 11 && k % 100 <= 13;
-  const suffixes = { 1: "st", 2: "nd", 3: "rd" };
-  const suffix = teen ? "th" : (suffixes[k % 10] ?? "th");
-  return `${k}${suffix}`;
-}
-
 function barColor(label, answer, predicted) {
   if (label === answer) return COLORS[2];
   if (label === predicted) return COLORS[1];
@@ -202,6 +201,7 @@ export function drawNthFarthest(view, result, t, uirevision) {
     );
   });
   view.querySelector("#vector-table tbody").replaceChildren(...rows);
+  view.querySelector("#nth-ranking").textContent = describeRanking(result, predicted);
 
   const labels = probabilities.map((_, label) => `label ${label}`);
   const colors = probabilities.map((_, label) => barColor(label, answer, predicted));
@@ -227,6 +227,24 @@ export function drawNthFarthest(view, result, t, uirevision) {
     layout,
     PLOT_CONFIG,
   );
+}
+
+/**
+ * Redraw the parts of the N-th farthest view that follow the timestep, head and block: the
+ * table's current row, the projection and, for an RMC, the attention to each vector.
+ */
+export function updateNthTimestep(view, result, { t, block, head, uirevision }) {
+  for (const row of view.querySelectorAll("#vector-table tbody tr")) {
+    row.classList.toggle("current", row.dataset.step === String(t));
+  }
+  const probabilities = result.probabilities ?? [];
+  const predicted = probabilities.length ? argmax(probabilities) : argmax(result.prediction);
+  drawProjection(view.querySelector("#nth-projection-chart"), result, t, predicted, uirevision);
+  const attentionChart = view.querySelector("#nth-input-attention-chart");
+  attentionChart.hidden = !result.trace?.attention;
+  if (result.trace?.attention) {
+    drawInputAttention(attentionChart, result, { t, block, head, uirevision });
+  }
 }
 
 /** Describe timestep t of an N-th farthest sequence in words. */

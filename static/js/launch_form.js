@@ -119,13 +119,16 @@ export class LaunchForm {
     );
   }
 
-  /** Add one button per preset of GET /api/tasks; a slow preset is labelled as such. */
+  /**
+   * Add one button per preset of GET /api/tasks. The label marks a slow preset, and a
+   * preset that launches its runs at once.
+   */
   renderPresets() {
     const group = document.getElementById("presets");
     for (const preset of this.specs.presets) {
-      const label = preset.too_slow_for_laptop
-        ? `${preset.title} (too slow for a laptop)`
-        : preset.title;
+      let label = preset.title;
+      if (preset.too_slow_for_laptop) label = `${preset.title} (too slow for a laptop)`;
+      else if (preset.launch_directly) label = `${preset.title}: launch ${preset.runs.length} runs`;
       group.append(
         element(
           "button",
@@ -133,13 +136,45 @@ export class LaunchForm {
             type: "button",
             className: preset.too_slow_for_laptop ? "preset slow" : "preset",
             "data-testid": `preset-${preset.name}`,
-            onclick: () => this.applyPreset(preset),
+            onclick: () =>
+              preset.launch_directly ? this.launchPreset(preset) : this.applyPreset(preset),
           },
           label ?? preset.name,
         ),
       );
     }
     group.hidden = this.specs.presets.length === 0;
+  }
+
+  /**
+   * Launch every run of a preset unchanged, then open the compare page of the launched
+   * runs. Used by presets whose settings are the experiment (`launch_directly`).
+   */
+  async launchPreset(preset) {
+    const buttons = document.querySelectorAll("#presets button");
+    buttons.forEach((button) => (button.disabled = true));
+    this.presetNote.textContent = `${preset.title}: ${preset.description}`;
+    this.presetNote.classList.remove("warning");
+    this.presetNote.hidden = false;
+    this.status.textContent = `Launching ${preset.title}…`;
+    const launched = [];
+    try {
+      for (const body of preset.runs ?? []) {
+        launched.push(await apiFetch("/api/runs", { method: "POST", body }));
+      }
+    } catch (error) {
+      const done = launched.map((run) => run.name).join(", ");
+      this.status.textContent = done
+        ? `Launched ${done}; the next run was rejected.`
+        : `${preset.title} was not launched.`;
+      showError(error);
+      return;
+    } finally {
+      buttons.forEach((button) => (button.disabled = false));
+      if (launched.length) this.onLaunched(launched);
+    }
+    const ids = launched.map((run) => run.id).join(",");
+    window.location.assign(`/compare?runs=${ids}&live=1`);
   }
 
   /** Show the chosen model's fieldset, or both when launching a pair. */

@@ -14,7 +14,15 @@ import {
   statusBadge,
 } from "./format.js";
 import { COLORS, PLOT_CONFIG, baseLayout, horizontalLine, setLogScale } from "./plots.js";
+import {
+  curriculumText,
+  drawPerN,
+  hasCurriculum,
+  hasPerN,
+  readableConfig,
+} from "./run_curriculum.js";
 import { connectSocket } from "./socket.js";
+import { addTableExport } from "./table_export.js";
 
 const RATE_WINDOW = 10; // metric events used for the steps/s estimate
 const MAX_LOG_LINES = 500;
@@ -23,6 +31,8 @@ const page = document.getElementById("run-page");
 const runId = page.dataset.runId;
 const lossChart = document.getElementById("loss-chart");
 const accuracyChart = document.getElementById("accuracy-chart");
+const perNChart = document.getElementById("per-n-chart");
+const curriculumStatus = document.getElementById("curriculum-status");
 const logScale = document.getElementById("log-scale");
 
 let run = null;
@@ -104,7 +114,16 @@ function drawCharts() {
       PLOT_CONFIG,
     );
   }
+  drawTaskCharts();
   chartsDrawn = true;
+}
+
+/** Draw the per-n accuracy chart and the curriculum line when the run has them. */
+function drawTaskCharts() {
+  perNChart.hidden = !hasPerN(metrics);
+  if (!perNChart.hidden) drawPerN(perNChart, metrics, run);
+  curriculumStatus.hidden = !hasCurriculum(run);
+  if (!curriculumStatus.hidden) curriculumStatus.textContent = curriculumText(metrics, run);
 }
 
 /** Append one metric row to the curves without redrawing, so zoom and pan stay as they are. */
@@ -117,6 +136,7 @@ function appendMetric(row) {
   }
   extend(lossChart, row, "train_loss", "test_loss");
   if (isClassification()) extend(accuracyChart, row, "train_accuracy", "test_accuracy");
+  if (row.test_accuracy_per_n || row.curriculum_stage != null) drawTaskCharts();
 }
 
 function extend(chart, row, trainKey, testKey) {
@@ -195,6 +215,9 @@ function renderFinalMetrics() {
     ["final test accuracy", formatPercent(final.final_test_accuracy)],
     ["training time", formatDuration(final.seconds)],
   ];
+  for (const [n, value] of Object.entries(final.final_test_accuracy_per_n ?? {})) {
+    rows.push([`final test accuracy, n = ${n}`, formatPercent(value)]);
+  }
   const classification = final.final_test_accuracy != null;
   for (const [name, value] of Object.entries(final.baselines ?? {})) {
     rows.push([
@@ -212,7 +235,9 @@ function keyValueRow(key, value) {
 function renderConfig() {
   const body = document.querySelector("#config-table tbody");
   body.replaceChildren(
-    ...flattenConfig(run.config).map(([key, value]) => keyValueRow(key, formatValue(value))),
+    ...flattenConfig(readableConfig(run.config)).map(([key, value]) =>
+      keyValueRow(key, formatValue(value)),
+    ),
   );
 }
 
@@ -280,3 +305,6 @@ document.getElementById("cancel-button").addEventListener("click", async () => {
     showError(error);
   }
 });
+
+addTableExport(document.getElementById("final-table"), `${runId}-final-metrics`);
+addTableExport(document.getElementById("config-table"), `${runId}-config`);

@@ -218,7 +218,8 @@ def test_tasks_lists_specs_and_presets(module_runs):
     training = {option["name"]: option for option in specs["training"]}
     assert training["steps"]["max"] == limits.MAX_STEPS
     assert training["batch_size"]["min"] == 1
-    assert [preset["name"] for preset in specs["presets"]] == ["seed", "paper"]
+    names = [preset["name"] for preset in specs["presets"]]
+    assert names == ["seed", "paper", "relational", "relational-curriculum"]
     assert specs["presets"][1]["too_slow_for_laptop"] is True
 
 

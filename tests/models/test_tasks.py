@@ -350,7 +350,13 @@ def test_task_specs_describe_every_option():
         task = make_task(name)
         assert [option["name"] for option in spec["options"]] == list(task.options)
         for option in spec["options"]:
-            assert set(option) == {"name", "type", "default", "min", "max", "help"}
+            keys = {"name", "type", "default", "min", "max", "help"}
+            if option["type"] == "int_list":
+                assert set(option) == keys | {"max_length"}
+                assert len(option["default"]) <= option["max_length"]
+                assert all(option["min"] <= item <= option["max"] for item in option["default"])
+                continue
+            assert set(option) == keys
             assert option["min"] <= option["default"] <= option["max"]
         for preset in spec["presets"].values():
             make_task(name, **preset)

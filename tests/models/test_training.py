@@ -81,7 +81,7 @@ def test_tiny_lstm_learns_on_fixed_seed():
     result = train(config)
     first, last = result.metrics[0], result.metrics[-1]
     assert last["train_loss"] < first["train_loss"]
-    assert result.summary["final_test_loss"] < result.summary["baselines"]["mean"]
+    assert result.summary["final_test_loss"] < 0.9 * result.summary["baselines"]["mean"]
 
 
 def test_events_arrive_in_order_with_their_fields():

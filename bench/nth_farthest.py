@@ -1,0 +1,219 @@
+"""Reproduce N-th farthest, RMC against LSTM, with and without a curriculum, in one command.
+
+Usage::
+
+    python bench/nth_farthest.py --out /tmp/nth/bench --seeds 0 1 2 --budget-minutes 30
+
+Every combination of ``--models``, ``--curriculum`` and ``--seeds`` trains one after the
+other with the recipe of ``models.recipes``: 4 vectors of 4 dimensions unless
+``--num-vectors`` and ``--vector-dim`` set others. A run ends at ``--steps`` or after the
+wall-clock ``--budget-minutes``, whichever comes first. Each run writes ``config.json``,
+``metrics.jsonl``, ``summary.json`` and ``checkpoint.npz`` to its own folder under
+``--out``; after each run ``results.md`` in ``--out`` is rewritten with one table row per
+finished run: steps, wall time, final and best held-out accuracy, the first evaluation at
+90% or more, and the final accuracy per n. ``--skip-existing`` keeps runs that already
+have a ``summary.json``, so an interrupted sweep can resume.
+
+The BLAS thread count is set (``--threads``, default 1) before NumPy is imported.
+"""
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TARGET_ACCURACY = 0.9
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+logger = logging.getLogger("bench.nth_farthest")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="folder for every run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds [0 1 2]")
+    parser.add_argument(
+        "--models", nargs="+", choices=["rmc", "lstm"], default=["rmc", "lstm"], help="[rmc lstm]"
+    )
+    parser.add_argument(
+        "--curriculum",
+        nargs="+",
+        choices=["off", "on"],
+        default=["off", "on"],
+        help="train without and/or with the curriculum of models.recipes [off on]",
+    )
+    parser.add_argument(
+        "--budget-minutes", type=float, default=30.0, help="wall-clock limit per run [30]"
+    )
+    parser.add_argument("--steps", type=int, default=100_000, help="step limit per run [100000]")
+    parser.add_argument("--num-vectors", type=int, default=4, help="K [4]")
+    parser.add_argument("--vector-dim", type=int, default=4, help="D [4]")
+    parser.add_argument("--lstm-units", type=int, default=128, help="LSTM hidden units [128]")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS threads [1]")
+    parser.add_argument(
+        "--skip-existing", action="store_true", help="keep runs that have a summary.json"
+    )
+    return parser
+
+
+def run_name(model: str, curriculum: bool, seed: int) -> str:
+    return f"{model}-{'curriculum' if curriculum else 'plain'}-s{seed}"
+
+
+def train_one(config_dict: dict, out: Path, budget_seconds: float) -> dict:
+    """Train one run into ``out`` until its steps or the budget end; return its summary.
+
+    The files are those of ``python -m models.train``; a run stopped by the budget has the
+    status "cancelled" in its summary.
+    """
+    from models.train import OUTPUT_FILES, run, write_json
+    from models.train_config import TrainConfig
+
+    config = TrainConfig.from_dict(config_dict)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUT_FILES:
+        (out / name).unlink(missing_ok=True)
+    started = time.perf_counter()
+    run(config, out, should_stop=lambda: time.perf_counter() - started > budget_seconds)
+
+    summary = json.loads((out / "summary.json").read_text())
+    summary["budget_seconds"] = budget_seconds
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def describe_run(folder: Path) -> dict | None:
+    """Read a finished run folder into one row of the results table, or None if unfinished."""
+    summary_path = folder / "summary.json"
+    if not summary_path.is_file():
+        return None
+    summary = json.loads(summary_path.read_text())
+    config = json.loads((folder / "config.json").read_text())
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    evaluated = [row for row in rows if row.get("test_accuracy") is not None]
+    reached = next((row for row in evaluated if row["test_accuracy"] >= TARGET_ACCURACY), None)
+    final = evaluated[-1] if evaluated else {}
+    return {
+        "run": folder.name,
+        "status": summary.get("status"),
+        "steps": summary.get("steps"),
+        "seconds": summary.get("seconds"),
+        "final_accuracy": final.get("test_accuracy"),
+        "best_accuracy": max((row["test_accuracy"] for row in evaluated), default=None),
+        "reached_step": None if reached is None else reached["step"],
+        "reached_seconds": None if reached is None else reached["elapsed"],
+        "per_n": final.get("test_accuracy_per_n"),
+        "curriculum": summary.get("curriculum"),
+        "config": config,
+    }
+
+
+def _percent(value) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _minutes(seconds) -> str:
+    return "–" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def _stage_ends(curriculum) -> str:
+    if not curriculum:
+        return "–"
+    ends = [str(stage["end_step"]) for stage in curriculum if stage["end_step"] is not None]
+    return ", ".join(ends) or "none"
+
+
+def results_table(rows: list[dict]) -> str:
+    """Format the finished runs as a Markdown table."""
+    lines = [
+        "| run | steps | wall time | final acc. | best acc. | first ≥ 90% | "
+        "final acc. per n | stage ends (step) |",
+        "| --- | ---: | ---: | ---: | ---: | --- | --- | --- |",
+    ]
+    for row in rows:
+        reached = (
+            "not reached"
+            if row["reached_step"] is None
+            else f"step {row['reached_step']}, {_minutes(row['reached_seconds'])}"
+        )
+        per_n = ", ".join(
+            f"{n}: {_percent(value)}" for n, value in sorted((row["per_n"] or {}).items())
+        )
+        lines.append(
+            f"| {row['run']} | {row['steps']} | {_minutes(row['seconds'])} | "
+            f"{_percent(row['final_accuracy'])} | {_percent(row['best_accuracy'])} | {reached} | "
+            f"{per_n or '–'} | {_stage_ends(row['curriculum'])} |"
+        )
+    return "\n".join(lines)
+
+
+def machine_description(threads: int) -> str:
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return (
+        f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"BLAS threads {threads}, load average (1, 5, 15 min) {load}"
+    )
+
+
+def write_results(out: Path, threads: int, command: str) -> None:
+    rows = [row for folder in sorted(out.iterdir()) if folder.is_dir()
+            if (row := describe_run(folder)) is not None]  # fmt: skip
+    text = (
+        "# N-th farthest runs\n\n"
+        f"Command: `{command}`\n\n"
+        f"Machine at the last update: {machine_description(threads)}\n\n"
+        f"{results_table(rows)}\n"
+    )
+    (out / "results.md").write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(args.threads)
+    sys.path.insert(0, str(REPO_ROOT))
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # Per-step lines of the training loop would drown the evaluations.
+    logging.getLogger("models.training").setLevel(logging.WARNING)
+    from models.recipes import nth_farthest_config
+
+    command = " ".join(
+        ["python bench/nth_farthest.py", *(argv if argv is not None else sys.argv[1:])]
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    logger.info("machine: %s", machine_description(args.threads))
+    for seed in args.seeds:
+        for curriculum in (mode == "on" for mode in args.curriculum):
+            for model in args.models:
+                folder = args.out / run_name(model, curriculum, seed)
+                if args.skip_existing and (folder / "summary.json").is_file():
+                    logger.info("skipping %s: it has a summary.json", folder)
+                    continue
+                config = nth_farthest_config(model, seed, curriculum, steps=args.steps)
+                config["task_options"].update(
+                    num_vectors=args.num_vectors, vector_dim=args.vector_dim
+                )
+                if model == "lstm":
+                    config["model_options"]["hidden_size"] = args.lstm_units
+                logger.info("training %s", folder.name)
+                summary = train_one(config, folder, 60.0 * args.budget_minutes)
+                logger.info(
+                    "%s: %s after %s steps, test accuracy %s",
+                    folder.name,
+                    summary.get("status"),
+                    summary.get("steps"),
+                    summary.get("final_test_accuracy"),
+                )
+                write_results(args.out, args.threads, command)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
