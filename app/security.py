@@ -150,9 +150,9 @@ async def _reject(scope: Scope, send: Send, status: int, detail: str) -> None:
 
 
 # Plotly.js and Swagger UI add inline <style> elements, hence 'unsafe-inline' for styles
-# only. Websocket URLs of the page's own host are listed explicitly because older
-# browsers do not let 'self' match ws: URLs; IPv6 literals cannot be written in a CSP
-# source, so a page served on [::1] relies on 'self' alone.
+# only. Websocket URLs of the page's own host are listed explicitly because 'self' matches
+# ws: URLs only from CSP Level 3 on, and browsers that follow Level 2 need them. IPv6
+# literals cannot be written in a CSP source, so a page served on [::1] relies on 'self'.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'{websockets}; "
@@ -210,8 +210,8 @@ _REJECTIONS = {
 def document_rejections(app: FastAPI) -> None:
     """Add the rejections of ``LocalOriginMiddleware`` to every operation of the OpenAPI schema.
 
-    400 and 413 can answer any request, 403 only a state-changing one. FastAPI itself also
-    answers 400 when a body is not valid UTF-8.
+    Any request can get 400 or 413, and a state-changing one also 403. FastAPI itself also
+    returns 400 for a body that is not valid UTF-8.
     """
     build_schema = app.openapi
 

@@ -36,13 +36,17 @@ def rmc_forward_flops(config, batch, steps):
     qkv_width = heads * (2 * key_size + head_size)
     gate_width = {"unit": width, "memory": 1, None: 0}[config["gate_style"]]
 
-    per_block = (
+    attention = (
         matmul_flops(batch * rows, width, qkv_width)  # qkv map
         + heads * batch * matmul_flops(rows, key_size, rows)  # q k^T
         + heads * batch * matmul_flops(rows, rows, head_size)  # weights v
-        + config["attention_mlp_layers"] * matmul_flops(batch * rows, width, width)
     )
-    per_step = config["num_blocks"] * per_block
+    layers = config["attention_mlp_layers"]
+    # The last block's MLP runs on the N memory rows only: the input row's output is dropped.
+    per_step = config["num_blocks"] * attention + layers * (
+        (config["num_blocks"] - 1) * matmul_flops(batch * rows, width, width)
+        + matmul_flops(batch * slots, width, width)
+    )
     total = matmul_flops(batch * steps, config["input_size"], width)  # input projection
     if gate_width:
         per_step += matmul_flops(batch * slots, width, 2 * gate_width)  # tanh(M) @ W_gm
@@ -84,9 +88,9 @@ def largest_matmul_shape(config, batch):
 class MatmulRate:
     """Measure the float32 matmul rate of NumPy's BLAS in short bursts.
 
-    Each burst times ``repeats`` products of every shape and keeps the best
-    shape's median rate, so that bursts spread over a benchmark follow the
-    load of a shared machine.
+    Each burst times ``repeats`` products of every shape in CPU time and keeps
+    the best shape's median rate; bursts spread over a benchmark sample the
+    machine in the same state as the steps they are compared with.
 
     Args:
         shapes: (m, k, n) products to time; the default adds 1024 cubed to
@@ -113,9 +117,9 @@ class MatmulRate:
             np.matmul(a, b, out=out)  # touch the operands once before timing
             seconds = []
             for _ in range(self.repeats):
-                started = time.perf_counter()
+                started = time.process_time()
                 np.matmul(a, b, out=out)
-                seconds.append(time.perf_counter() - started)
+                seconds.append(time.process_time() - started)
             flops = matmul_flops(a.shape[0], a.shape[1], b.shape[1])
             best = max(best, flops / float(np.median(seconds)))
         self.samples.append(best)

@@ -28,6 +28,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TARGET_ACCURACY = 0.9
+# The results table shows the held-out accuracy of the last evaluation by these times.
+CHECKPOINT_MINUTES = (10, 20, 30)
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 logger = logging.getLogger("bench.nth_farthest")
@@ -108,6 +110,14 @@ def describe_run(folder: Path) -> dict | None:
         "reached_step": None if reached is None else reached["step"],
         "reached_seconds": None if reached is None else reached["elapsed"],
         "per_n": final.get("test_accuracy_per_n"),
+        "by_minutes": {
+            minutes: max(
+                (row for row in evaluated if row["elapsed"] <= 60 * minutes),
+                key=lambda row: row["step"],
+                default={},
+            ).get("test_accuracy")
+            for minutes in CHECKPOINT_MINUTES
+        },
         "curriculum": summary.get("curriculum"),
         "config": config,
     }
@@ -130,10 +140,13 @@ def _stage_ends(curriculum) -> str:
 
 def results_table(rows: list[dict]) -> str:
     """Format the finished runs as a Markdown table."""
+    by_minutes = " | ".join(f"acc. at {minutes} min" for minutes in CHECKPOINT_MINUTES)
     lines = [
-        "| run | steps | wall time | final acc. | best acc. | first ≥ 90% | "
+        f"| run | steps | wall time | {by_minutes} | final acc. | best acc. | first ≥ 90% | "
         "final acc. per n | stage ends (step) |",
-        "| --- | ---: | ---: | ---: | ---: | --- | --- | --- |",
+        "| --- | ---: | ---: | "
+        + "---: | " * len(CHECKPOINT_MINUTES)
+        + "---: | ---: | --- | --- | --- |",
     ]
     for row in rows:
         reached = (
@@ -144,8 +157,11 @@ def results_table(rows: list[dict]) -> str:
         per_n = ", ".join(
             f"{n}: {_percent(value)}" for n, value in sorted((row["per_n"] or {}).items())
         )
+        at_times = " | ".join(
+            _percent(row["by_minutes"][minutes]) for minutes in CHECKPOINT_MINUTES
+        )
         lines.append(
-            f"| {row['run']} | {row['steps']} | {_minutes(row['seconds'])} | "
+            f"| {row['run']} | {row['steps']} | {_minutes(row['seconds'])} | {at_times} | "
             f"{_percent(row['final_accuracy'])} | {_percent(row['best_accuracy'])} | {reached} | "
             f"{per_n or '–'} | {_stage_ends(row['curriculum'])} |"
         )

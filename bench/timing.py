@@ -106,10 +106,14 @@ def sample_batches(config, seed=0):
 
 
 def time_calls(function, count):
-    started = time.perf_counter()
+    """Return (wall seconds, CPU seconds) per call of ``function`` over ``count`` calls.
+
+    CPU time is the process's, so it leaves out the time other processes hold the core.
+    """
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(count):
         function()
-    return (time.perf_counter() - started) / count
+    return (time.perf_counter() - wall) / count, (time.process_time() - cpu) / count
 
 
 def warm_up(function, seconds):
@@ -124,7 +128,10 @@ def warm_up(function, seconds):
 
 
 def alternate(numpy_call, torch_call, blocks, calls_per_block, rate=None):
-    """Time blocks in the order NumPy, PyTorch, NumPy, ...; return seconds per call of each."""
+    """Time blocks in the order NumPy, PyTorch, NumPy, ...
+
+    Returns two lists, NumPy's and PyTorch's, of (wall, CPU) seconds per call, one per block.
+    """
     numpy_times, torch_times = [], []
     for _ in range(blocks):
         numpy_times.append(time_calls(numpy_call, calls_per_block))
@@ -134,10 +141,18 @@ def alternate(numpy_call, torch_call, blocks, calls_per_block, rate=None):
     return numpy_times, torch_times
 
 
-def summarise(times):
-    """Return the median, min and max of ``times`` (seconds) in milliseconds."""
-    milliseconds = [1000.0 * value for value in times]
+def summarise(times, clock):
+    """Return the median, min and max in milliseconds of one clock (0 wall, 1 CPU) of ``times``."""
+    milliseconds = [1000.0 * value[clock] for value in times]
     return statistics.median(milliseconds), min(milliseconds), max(milliseconds)
+
+
+def ratio(result, clock):
+    """Return NumPy's speed over PyTorch's: the ratio of medians, and the min and max pair ratio."""
+    numpy_ms, torch_ms = result["numpy"], result["torch"]
+    pairs = [t[clock] / n[clock] for n, t in zip(numpy_ms, torch_ms, strict=True)]
+    medians = summarise(torch_ms, clock)[0] / summarise(numpy_ms, clock)[0]
+    return medians, min(pairs), max(pairs)
 
 
 def benchmark_model(name, kind, config, hyper, args):
@@ -190,21 +205,25 @@ def benchmark_latency(numpy_trainer, torch_trainer, batches, args):
     )
 
 
+def _range(values):
+    median, low, high = values
+    return f"{median:.2f} ({low:.2f}-{high:.2f})"
+
+
 def training_rows(name, kind, config, result, flop_rate):
-    """Return the two table rows of one model and its ratio entry."""
+    """Return the two table rows of one model."""
     rows = []
     for implementation in ("numpy", "torch"):
-        median, low, high = summarise(result[implementation])
-        steps_per_second = 1000.0 / median
-        fraction = result["flops"] / (median / 1000.0) / flop_rate
+        wall = summarise(result[implementation], 0)
+        cpu = summarise(result[implementation], 1)
+        steps_per_second = 1000.0 / wall[0]
+        fraction = result["flops"] / (cpu[0] / 1000.0) / flop_rate
         rows.append(
-            f"| {name} | {kind} | {implementation} | {median:.2f} ({low:.2f}-{high:.2f}) | "
+            f"| {name} | {kind} | {implementation} | {_range(wall)} | {_range(cpu)} | "
             f"{steps_per_second:.1f} | {steps_per_second * config.batch_size:.0f} | "
             f"{100 * fraction:.1f}% |"
         )
-    pair_ratios = [t / n for n, t in zip(result["numpy"], result["torch"], strict=True)]
-    ratio = statistics.median(result["torch"]) / statistics.median(result["numpy"])
-    return rows, ratio, (min(pair_ratios), max(pair_ratios))
+    return rows
 
 
 def run_benchmark(configs, args):
@@ -213,25 +232,33 @@ def run_benchmark(configs, args):
     for line in describe_machine(args.threads):
         print(line)
 
-    summary = {"threads": args.threads, "ratios": {}, "compute_fraction": {}, "latency_ms": {}}
+    summary = {
+        "threads": args.threads,
+        "ratios": {},
+        "ratios_cpu": {},
+        "compute_fraction": {},
+        "latency_ms": {},
+    }
     table = [
-        "| config | model | impl | ms/step median (min-max) | steps/s | sequences/s | "
+        "| config | model | impl | wall ms/step | CPU ms/step | steps/s | sequences/s | "
         "of compute-bound limit |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     ratio_lines, latency_lines = [], []
     for name, config in configs.items():
         for kind, hyper in config.models.items():
             result = benchmark_model(name, kind, config, hyper, args)
             flop_rate = result["flop_rate"]
-            rows, ratio, (low, high) = training_rows(name, kind, config, result, flop_rate)
-            table.extend(rows)
+            table.extend(training_rows(name, kind, config, result, flop_rate))
             key = f"{name}/{kind}"
-            numpy_median = statistics.median(result["numpy"])
-            summary["ratios"][key] = round(ratio, 3)
-            summary["compute_fraction"][key] = round(result["flops"] / numpy_median / flop_rate, 4)
+            wall_ratio, cpu_ratio = ratio(result, 0), ratio(result, 1)
+            numpy_cpu = summarise(result["numpy"], 1)[0] / 1000.0
+            summary["ratios"][key] = round(wall_ratio[0], 3)
+            summary["ratios_cpu"][key] = round(cpu_ratio[0], 3)
+            summary["compute_fraction"][key] = round(result["flops"] / numpy_cpu / flop_rate, 4)
             ratio_lines.append(
-                f"{key}: NumPy/PyTorch steps/s {ratio:.2f} (block pairs {low:.2f}-{high:.2f}); "
+                f"{key}: NumPy/PyTorch steps/s, wall {_range(wall_ratio)}, "
+                f"CPU {_range(cpu_ratio)} (median, block pairs); "
                 f"{result['steps_per_block']} steps per block; "
                 f"{result['flops'] / 1e9:.3f} GFLOP per step; "
                 f"matmul rate {flop_rate / 1e9:.1f} GFLOP/s; "
@@ -240,13 +267,13 @@ def run_benchmark(configs, args):
             )
             if "latency" in result:
                 numpy_times, torch_times = result["latency"]
-                numpy_ms, torch_ms = summarise(numpy_times), summarise(torch_times)
-                summary["latency_ms"][key] = round(numpy_ms[0], 4)
+                summary["latency_ms"][key] = round(summarise(numpy_times, 0)[0], 4)
                 latency_lines.append(
-                    f"{key}: batch-1 predict(x, trace=True) NumPy {numpy_ms[0]:.3f} ms "
-                    f"({numpy_ms[1]:.3f}-{numpy_ms[2]:.3f}); PyTorch {torch_ms[0]:.3f} ms "
-                    f"({torch_ms[1]:.3f}-{torch_ms[2]:.3f})"
-                    + (" without trace" if kind == "lstm" else "")
+                    f"{key}: batch-1 predict(x, trace=True) ms, NumPy wall "
+                    f"{_range(summarise(numpy_times, 0))}, CPU {_range(summarise(numpy_times, 1))}; "
+                    f"PyTorch wall {_range(summarise(torch_times, 0))}, "
+                    f"CPU {_range(summarise(torch_times, 1))}"
+                    + (" (nn.LSTM, without the gate trace)" if kind == "lstm" else "")
                 )
             print(f"done {key}", flush=True)
 

@@ -64,26 +64,36 @@ def init_attention_block(rng, mem_size, num_heads, key_size, dtype):
 
 
 class BlockWeights(NamedTuple):
-    """One block's parameters as the step functions use them, built by ``prepare_block``."""
+    """One block's parameters as the step functions use them, built by ``prepare_block``.
+
+    Vectors that every step adds or multiplies row by row are stored tiled to
+    the full (R, B, width) shape of a step's rows: NumPy runs an operation on
+    two arrays of the same shape in one vectorised loop, but a broadcast over
+    rows as one short loop per row, two to three times slower on these sizes.
+    """
 
     num_heads: int
     key_size: int
     params: dict  # the block's parameters by local name
     qkv_weight: np.ndarray  # (F, Q) qkv.W minus its row means, so each output row has mean 0
-    qkv_bias: np.ndarray  # (Q,) qkv.b minus its mean
     qkv_weight_t: np.ndarray  # (Q, F) the transpose of qkv_weight, contiguous for the backward
-    qkv_norm_gain: np.ndarray  # (Q,) qkv_norm.gain with the q columns scaled by K ** -0.5
-    qkv_norm_bias: np.ndarray  # (Q,) qkv_norm.bias, scaled the same way
     mlp_layers: list  # (W (F, F), b (F,)) pairs of the shared MLP
     mlp_weights_t: list  # the transposes of the MLP weights, contiguous
+    mlp_biases: list  # the MLP biases, tiled to (R, B, F)
+    tiled: dict  # name -> (R, B, Q or F): the row vectors below, tiled
+
+    # Tiled vectors: "qkv.b" minus its mean; "qkv_norm.gain" and "qkv_norm.bias"
+    # with the q columns scaled by K ** -0.5, and "qkv_norm.gain/unscaled";
+    # "attention_norm.*", "mlp_norm.*".
 
 
-def prepare_block(block, mlp_layers, num_heads, key_size):
-    """Return the ``BlockWeights`` of a block's parameters and the shared MLP.
+def prepare_block(block, mlp_layers, num_heads, key_size, row_shape, empty=np.empty):
+    """Return the ``BlockWeights`` of a block and the shared MLP for steps of rows (R, B).
 
-    The qkv layer norm subtracts the row mean of ``z @ W + b``, which is
+    ``row_shape`` is (R, B), the leading axes of a step's rows. The qkv layer norm subtracts the row mean of ``z @ W + b``, which is
     ``z @ mean_cols(W) + mean(b)``; taking those means out of W and b once per
     sequence gives outputs of zero mean directly, so no step subtracts them.
+    ``empty(shape, dtype)`` allocates the tiles, ``np.empty`` or ``PoolLease.empty``.
     """
     weight, bias = block["qkv.W"], block["qkv.b"]
     qkv_weight = weight - weight.mean(axis=1, keepdims=True)  # (F, Q)
@@ -92,63 +102,86 @@ def prepare_block(block, mlp_layers, num_heads, key_size):
     column_scale = np.ones((num_heads, group), dtype=weight.dtype)
     column_scale[:, :key_size] = key_size**-0.5
     column_scale = column_scale.reshape(qkv_width)
+
+    vectors = {
+        "qkv.b": bias - bias.mean(),
+        "qkv_norm.gain": block["qkv_norm.gain"] * column_scale,
+        "qkv_norm.bias": block["qkv_norm.bias"] * column_scale,
+        "qkv_norm.gain/unscaled": block["qkv_norm.gain"],
+    }
+    for name in ("attention_norm.gain", "attention_norm.bias", "mlp_norm.gain", "mlp_norm.bias"):
+        vectors[name] = block[name]
+
+    def tile(vector):
+        tiled = empty((*row_shape, vector.shape[0]), vector.dtype)
+        tiled[...] = vector
+        return tiled
+
     return BlockWeights(
         num_heads=num_heads,
         key_size=key_size,
         params=block,
         qkv_weight=qkv_weight,
-        qkv_bias=bias - bias.mean(),
         qkv_weight_t=np.ascontiguousarray(qkv_weight.T),
-        qkv_norm_gain=block["qkv_norm.gain"] * column_scale,
-        qkv_norm_bias=block["qkv_norm.bias"] * column_scale,
         mlp_layers=list(mlp_layers),
         mlp_weights_t=[np.ascontiguousarray(w.T) for w, _ in mlp_layers],
+        mlp_biases=[tile(b) for _, b in mlp_layers],
+        tiled={name: tile(vector) for name, vector in vectors.items()},
     )
 
 
 class BlockTape(NamedTuple):
-    """Activations of one block over S steps, written by ``block_step_forward``."""
+    """Activations of one block over S steps, written by ``block_step_forward``.
 
-    z: np.ndarray  # (S, B, R, F) block input, owned by the caller
-    qkv_hat: np.ndarray  # (S, B, R, Q) normalised qkv
-    qkv_inv_std: np.ndarray  # (S, B, R, 1)
-    qkv: np.ndarray  # (S, B, R, Q) layer-normed qkv, q columns scaled by K ** -0.5
+    Rows are slot-major, (R, B, ...) per step, so the memory rows of all
+    sequences, the first N, are one contiguous block.
+    """
+
+    z: np.ndarray  # (S, R, B, F) block input, owned by the caller
+    qkv_hat: np.ndarray  # (S, R, B, Q) normalised qkv
+    qkv_inv_std: np.ndarray  # (S, R, B, 1)
+    qkv: np.ndarray  # (S, R, B, Q) layer-normed qkv, q columns scaled by K ** -0.5
     weights: np.ndarray  # (S, R, B, H, R) keys first: [t, s, b, h, r] is query r on key s
-    z1_hat: np.ndarray  # (S, B, R, F) attention norm: normalised input
-    z1_inv_std: np.ndarray  # (S, B, R, 1)
-    z1: np.ndarray  # (S, B, R, F) attention norm output, the MLP input
-    hidden: tuple  # one (S, B, R, F) per MLP layer but the last: its output after ReLU
-    out_hat: np.ndarray  # (S, B, R, F) MLP norm: normalised input
-    out_inv_std: np.ndarray  # (S, B, R, 1)
-    out: np.ndarray  # (S, B, R, F) block output
+    # Below, only the first R' rows, the kept rows (see allocate_block_tape).
+    z1_hat: np.ndarray  # (S, R', B, F) attention norm: normalised input
+    z1_inv_std: np.ndarray  # (S, R', B, 1)
+    z1: np.ndarray  # (S, R', B, F) attention norm output, the MLP input
+    hidden: tuple  # one (S, R', B, F) per MLP layer but the last: its output after ReLU
+    out_hat: np.ndarray  # (S, R', B, F) MLP norm: normalised input
+    out_inv_std: np.ndarray  # (S, R', B, 1)
+    out: np.ndarray  # (S, R', B, F) block output
 
 
 class BlockGradTape(NamedTuple):
     """Gradients at the inner nodes of one block over S steps, for ``block_param_grads``."""
 
-    d_out: np.ndarray  # (S, B, R, F) at the block output, written by the caller
-    d_mlp: tuple  # one (S, B, R, F) per MLP layer: at its output before ReLU
-    d_z1: np.ndarray  # (S, B, R, F) at the attention norm output
-    d_qkv: np.ndarray  # (S, B, R, Q) at the qkv norm output, q unscaled
-    d_qkv_pre: np.ndarray  # (S, B, R, Q) at the qkv map output
+    d_out: np.ndarray  # (S, R', B, F) at the block output, written by the caller
+    d_mlp: tuple  # one (S, R', B, F) per MLP layer: at its output before ReLU
+    d_z1: np.ndarray  # (S, R', B, F) at the attention norm output
+    d_qkv: np.ndarray  # (S, R, B, Q) at the qkv norm output, q unscaled
+    d_qkv_pre: np.ndarray  # (S, R, B, Q) at the qkv map output, row means not removed
 
 
-def allocate_block_tape(z, weights, empty=np.empty):
-    """Return an empty tape for the block input z of shape (S, B, R, F).
+def allocate_block_tape(z, weights, empty=np.empty, kept_rows=None):
+    """Return an empty tape for the block input z of shape (S, R, B, F).
 
     ``empty(shape, dtype)`` allocates each array, ``np.empty`` or ``PoolLease.empty``.
+    ``kept_rows`` (R by default) is the number of leading rows whose output is
+    used; after the attention, the block computes only those. The RMC's last
+    block keeps the N memory rows, because the input row's output is dropped.
     """
-    steps, batch, rows, width = z.shape
-    qkv_width = weights.params["qkv.W"].shape[1]
+    steps, rows, batch, width = z.shape
+    kept_rows = rows if kept_rows is None else kept_rows
+    qkv_width = weights.qkv_weight.shape[1]
 
-    def rows_of(size):
-        return empty((steps, batch, rows, size), z.dtype)
+    def rows_of(size, count=kept_rows):
+        return empty((steps, count, batch, size), z.dtype)
 
     return BlockTape(
         z=z,
-        qkv_hat=rows_of(qkv_width),
-        qkv_inv_std=rows_of(1),
-        qkv=rows_of(qkv_width),
+        qkv_hat=rows_of(qkv_width, rows),
+        qkv_inv_std=rows_of(1, rows),
+        qkv=rows_of(qkv_width, rows),
         weights=empty((steps, rows, batch, weights.num_heads, rows), z.dtype),
         z1_hat=rows_of(width),
         z1_inv_std=rows_of(1),
@@ -181,35 +214,41 @@ def _rows(array):
 
 
 def _split_heads(qkv, num_heads, key_size):
-    """Return q, k, v views of qkv rows (B, R, Q), each (B, H, R, K or V)."""
-    batch, rows, _ = qkv.shape
-    # [B, R, H(2K+V)] -> [B, R, H, 2K+V] -> [B, H, R, 2K+V]
-    heads = qkv.reshape(batch, rows, num_heads, -1).transpose(0, 2, 1, 3)
+    """Return q, k, v views of qkv rows (R, B, Q), each (B, H, R, K or V)."""
+    rows, batch, _ = qkv.shape
+    # [R, B, H(2K+V)] -> [R, B, H, 2K+V] -> [B, H, R, 2K+V]
+    heads = qkv.reshape(rows, batch, num_heads, -1).transpose(1, 2, 0, 3)
     return heads[..., :key_size], heads[..., key_size : 2 * key_size], heads[..., 2 * key_size :]
+
+
+def _merge_heads_view(rows_array, num_heads):
+    """Return the (B, H, R, V) view of rows (R, B, F) with F = H * V."""
+    rows, batch, _ = rows_array.shape
+    # [R, B, F] -> [R, B, H, V] -> [B, H, R, V]
+    return rows_array.reshape(rows, batch, num_heads, -1).transpose(1, 2, 0, 3)
 
 
 # --- one step -----------------------------------------------------------------
 
 
-def _attention_step_forward(tape, t, weights):
-    """Attend over the rows of step t; return attended rows (B, R, F)."""
-    z = tape.z[t]  # (B, R, F)
-    batch, rows, width = z.shape
-    heads, key_size = weights.num_heads, weights.key_size
+def _attention_step_forward(tape, t, weights, attended):
+    """Attend over the rows of step t; write the attended rows to ``attended`` (R, B, F)."""
+    z = tape.z[t]  # (R, B, F)
+    tiled = weights.tiled
 
     # qkv map and layer norm over the whole qkv row; the centred weights give zero-mean rows.
-    qkv_pre = z.reshape(-1, width) @ weights.qkv_weight  # (B R, F) @ (F, Q)
-    qkv_pre += weights.qkv_bias
+    qkv_pre = (_rows(z) @ weights.qkv_weight).reshape(tape.qkv[t].shape)  # (R B, F) @ (F, Q)
+    qkv_pre += tiled["qkv.b"]
     layer_norm_into(
-        qkv_pre.reshape(batch, rows, -1),
-        weights.qkv_norm_gain,
-        weights.qkv_norm_bias,
+        qkv_pre,
+        tiled["qkv_norm.gain"],
+        tiled["qkv_norm.bias"],
         out=tape.qkv[t],
         x_hat=tape.qkv_hat[t],
         inv_std=tape.qkv_inv_std[t],
         centred=True,
     )
-    q, k, v = _split_heads(tape.qkv[t], heads, key_size)
+    q, k, v = _split_heads(tape.qkv[t], weights.num_heads, weights.key_size)
 
     # Softmax over the keys, keys first: logits[s, b, h, r] = k_s . q_r (q already scaled).
     logits = tape.weights[t]  # (S, B, H, R)
@@ -218,48 +257,51 @@ def _attention_step_forward(tape, t, weights):
     np.exp(logits, out=logits)
     logits /= logits.sum(axis=0)
 
-    attended = logits.transpose(1, 2, 3, 0) @ v  # (B, H, R, S) @ (B, H, S, V)
-    # [B, H, R, V] -> [B, R, H, V] -> [B, R, F]
-    return attended.transpose(0, 2, 1, 3).reshape(batch, rows, width)
+    # (B, H, R, S) @ (B, H, S, V), written through the [B, H, R, V] view of [R, B, F]
+    np.matmul(logits.transpose(1, 2, 3, 0), v, out=_merge_heads_view(attended, weights.num_heads))
 
 
 def block_step_forward(tape, t, weights):
-    """Apply the block to the rows ``tape.z[t]`` (B, R, F); the output is ``tape.out[t]``."""
-    z = tape.z[t]
-    batch, rows, width = z.shape
-    params = weights.params
-    attended = _attention_step_forward(tape, t, weights)
+    """Apply the block to the rows ``tape.z[t]`` (R, B, F); the output is ``tape.out[t]``.
 
-    # Residual and layer norm around the attention.
-    attended += z
+    After the attention, only the kept rows, the first R' of ``tape.out``, are computed.
+    """
+    z, z1 = tape.z[t], tape.z1[t]
+    kept = z1.shape[0]  # R'
+    tiled = weights.tiled
+    attended = np.empty_like(z)
+    _attention_step_forward(tape, t, weights, attended)
+
+    # Residual and layer norm around the attention, [R, B, F] -> [R', B, F].
+    attended = attended[:kept]
+    attended += z[:kept]
     layer_norm_into(
         attended,
-        params["attention_norm.gain"],
-        params["attention_norm.bias"],
-        out=tape.z1[t],
+        tiled["attention_norm.gain"][:kept],
+        tiled["attention_norm.bias"][:kept],
+        out=z1,
         x_hat=tape.z1_hat[t],
         inv_std=tape.z1_inv_std[t],
     )
 
     # The row-wise MLP; hidden layers write their ReLU output to the tape.
-    hidden = tape.z1[t].reshape(-1, width)  # (B R, F)
-    for (weight, bias), saved in zip(weights.mlp_layers[:-1], tape.hidden, strict=True):
-        out = saved[t].reshape(-1, width)
-        np.matmul(hidden, weight, out=out)  # (B R, F) @ (F, F)
-        out += bias
+    hidden = z1
+    hidden_layers = zip(weights.mlp_layers[:-1], weights.mlp_biases[:-1], tape.hidden, strict=True)
+    for (weight, _), bias, saved in hidden_layers:
+        out = saved[t]
+        np.matmul(_rows(hidden), weight, out=_rows(out))  # (R' B, F) @ (F, F)
+        out += bias[:kept]
         np.maximum(out, 0.0, out=out)
         hidden = out
-    weight, bias = weights.mlp_layers[-1]
-    mlp_out = hidden @ weight  # (B R, F) @ (F, F)
-    mlp_out += bias
+    mlp_out = (_rows(hidden) @ weights.mlp_layers[-1][0]).reshape(z1.shape)
+    mlp_out += weights.mlp_biases[-1][:kept]
 
     # Residual and layer norm around the MLP.
-    mlp_out = mlp_out.reshape(batch, rows, width)
-    mlp_out += tape.z1[t]
+    mlp_out += z1
     layer_norm_into(
         mlp_out,
-        params["mlp_norm.gain"],
-        params["mlp_norm.bias"],
+        tiled["mlp_norm.gain"][:kept],
+        tiled["mlp_norm.bias"][:kept],
         out=tape.out[t],
         x_hat=tape.out_hat[t],
         inv_std=tape.out_inv_std[t],
@@ -267,15 +309,13 @@ def block_step_forward(tape, t, weights):
 
 
 def _attention_step_backward(tape, grad_tape, t, weights, d_attended):
-    """Backward of the attention of step t from d_attended (B, R, F); fills d_qkv[t]."""
-    batch, rows, width = d_attended.shape
+    """Backward of the attention of step t from d_attended (R, B, F); fills d_qkv[t]."""
     heads, key_size = weights.num_heads, weights.key_size
     q, k, v = _split_heads(tape.qkv[t], heads, key_size)
     dq, dk, dv = _split_heads(grad_tape.d_qkv[t], heads, key_size)
     probs = tape.weights[t]  # (S, B, H, R)
 
-    # [B, R, F] -> [B, R, H, V] -> [B, H, R, V]
-    d_attended = d_attended.reshape(batch, rows, heads, -1).transpose(0, 2, 1, 3)
+    d_attended = _merge_heads_view(d_attended, heads)  # (B, H, R, V)
     d_logits = np.empty_like(probs)  # (S, B, H, R): first d_weights, then the logits' gradient
     # d_weights[s, b, h, r] = v_s . d_attended_r: (B, H, S, V) @ (B, H, V, R)
     np.matmul(v, d_attended.transpose(0, 1, 3, 2), out=d_logits.transpose(1, 2, 0, 3))
@@ -292,7 +332,7 @@ def _attention_step_backward(tape, grad_tape, t, weights, d_attended):
 
 
 def _qkv_step_backward(tape, grad_tape, t, weights, dz):
-    """Backward of qkv = layer_norm(z @ W_qkv + b_qkv) from ``d_qkv[t]``; writes dz (B, R, F).
+    """Backward of qkv = layer_norm(z @ W_qkv + b_qkv) from ``d_qkv[t]``; writes dz (R, B, F).
 
     ``d_qkv_pre[t]`` receives the norm's input gradient before the removal of
     its row means (``centre=False``): the product with the centred weight
@@ -302,48 +342,53 @@ def _qkv_step_backward(tape, grad_tape, t, weights, dz):
         grad_tape.d_qkv[t],
         tape.qkv_hat[t],
         tape.qkv_inv_std[t],
-        weights.params["qkv_norm.gain"],  # unscaled: d_qkv is the gradient of the unscaled q
+        weights.tiled["qkv_norm.gain/unscaled"],  # d_qkv is the gradient of the unscaled q
         out=grad_tape.d_qkv_pre[t],
         centre=False,
     )
-    width = dz.shape[-1]
-    d_qkv_pre = _rows(grad_tape.d_qkv_pre[t])  # (B R, Q)
-    np.matmul(d_qkv_pre, weights.qkv_weight_t, out=dz.reshape(-1, width))  # @ (Q, F)
+    np.matmul(_rows(grad_tape.d_qkv_pre[t]), weights.qkv_weight_t, out=_rows(dz))  # @ (Q, F)
 
 
 def block_step_backward(tape, grad_tape, t, weights, dz):
-    """Backward of step t from ``grad_tape.d_out[t]``; writes the input gradient to dz (B, R, F).
+    """Backward of step t from ``grad_tape.d_out[t]``; writes the input gradient to dz (R, B, F).
 
     Fills step t of the gradient tape. ``dz`` must not be one of the tape's arrays.
     """
-    params = weights.params
-    d_out = grad_tape.d_out[t]
-    batch, rows, width = d_out.shape
+    tiled = weights.tiled
+    kept = tape.z1.shape[1]  # R'
 
     # out = layer_norm(z1 + mlp(z1)): the norm's input gradient is that of the last MLP layer.
     d_sum = grad_tape.d_mlp[-1][t]
     layer_norm_backward_into(
-        d_out, tape.out_hat[t], tape.out_inv_std[t], params["mlp_norm.gain"], out=d_sum
+        grad_tape.d_out[t],
+        tape.out_hat[t],
+        tape.out_inv_std[t],
+        tiled["mlp_norm.gain"][:kept],
+        d_sum,
     )
 
     # The MLP, last layer first; ReLU passes the gradient where its output is positive.
-    d = d_sum.reshape(-1, width)  # (B R, F)
+    d = d_sum
     for j in reversed(range(1, len(weights.mlp_layers))):
-        d_hidden = grad_tape.d_mlp[j - 1][t].reshape(-1, width)
-        np.matmul(d, weights.mlp_weights_t[j], out=d_hidden)  # (B R, F) @ (F, F)
-        d_hidden *= tape.hidden[j - 1][t].reshape(-1, width) > 0
+        d_hidden = grad_tape.d_mlp[j - 1][t]
+        np.matmul(_rows(d), weights.mlp_weights_t[j], out=_rows(d_hidden))  # (R' B, F) @ (F, F)
+        d_hidden *= tape.hidden[j - 1][t] > 0
         d = d_hidden
     d_z1 = grad_tape.d_z1[t]
-    np.matmul(d, weights.mlp_weights_t[0], out=d_z1.reshape(-1, width))
+    np.matmul(_rows(d), weights.mlp_weights_t[0], out=_rows(d_z1))
     d_z1 += d_sum  # residual
 
-    # z1 = layer_norm(z + attended)
-    d_attended = np.empty_like(d_z1)
+    # z1 = layer_norm(z + attended); rows past the kept ones have no gradient.
+    d_attended = np.empty_like(tape.z[t])  # (R, B, F)
+    d_attended[kept:] = 0.0
     layer_norm_backward_into(
-        d_z1, tape.z1_hat[t], tape.z1_inv_std[t], params["attention_norm.gain"], out=d_attended
+        d_z1,
+        tape.z1_hat[t],
+        tape.z1_inv_std[t],
+        tiled["attention_norm.gain"][:kept],
+        d_attended[:kept],
     )
     _attention_step_backward(tape, grad_tape, t, weights, d_attended)
-
     _qkv_step_backward(tape, grad_tape, t, weights, dz)
     dz += d_attended  # residual
 
@@ -357,13 +402,14 @@ def _norm_grads(prefix, d_out, x_hat):
     Overwrites ``d_out`` with ``d_out * x_hat``.
     """
     bias = sum_rows(d_out)
-    return {f"{prefix}.gain": sum_rows(np.multiply(d_out, x_hat, out=d_out)), f"{prefix}.bias": bias}
+    gain = sum_rows(np.multiply(d_out, x_hat, out=d_out))
+    return {f"{prefix}.gain": gain, f"{prefix}.bias": bias}
 
 
 def _qkv_param_grads(tape, grad_tape):
     """Return the grads of ``qkv.*`` and ``qkv_norm.*`` summed over all steps."""
-    d_qkv_pre = _rows(grad_tape.d_qkv_pre)  # (S B R, Q), row means not yet removed
-    weight = _rows(tape.z).T @ d_qkv_pre  # (F, S B R) @ (S B R, Q)
+    d_qkv_pre = _rows(grad_tape.d_qkv_pre)  # (S R B, Q), row means not yet removed
+    weight = _rows(tape.z).T @ d_qkv_pre  # (F, S R B) @ (S R B, Q)
     bias = sum_rows(d_qkv_pre)
     grads = {
         "qkv.W": weight - weight.mean(axis=1, keepdims=True),
@@ -384,7 +430,7 @@ def block_param_grads(tape, grad_tape):
 
     mlp_grads = []
     for layer_input, d_layer in zip((tape.z1, *tape.hidden), grad_tape.d_mlp, strict=True):
-        d_rows = _rows(d_layer)  # (S B R, F)
+        d_rows = _rows(d_layer)  # (S R B, F)
         mlp_grads.append({"W": _rows(layer_input).T @ d_rows, "b": sum_rows(d_rows)})
     return grads, mlp_grads
 
@@ -400,15 +446,24 @@ class AttentionBlockCache(NamedTuple):
 MultiHeadCache = AttentionBlockCache
 
 
+def _one_step_tape(z, block, mlp_layers, num_heads, key_size):
+    """Return a tape of one step for rows z (B, R, F), and the block's weights."""
+    batch, rows, _ = z.shape
+    weights = prepare_block(block, mlp_layers, num_heads, key_size, (rows, batch))
+    z = np.ascontiguousarray(z.transpose(1, 0, 2))[None]  # [B, R, F] -> [1, R, B, F]
+    return allocate_block_tape(z, weights), weights
+
+
 def multihead_attention_forward(z, block, num_heads, key_size):
     """Attend over the rows of z (B, R, F); return attended rows (B, R, F) and the cache.
 
     The qkv map, its layer norm and the heads, without the residual, the norms
     after it or the MLP.
     """
-    weights = prepare_block(block, [], num_heads, key_size)
-    tape = allocate_block_tape(z[None], weights)  # one step: [B, R, F] -> [1, B, R, F]
-    return _attention_step_forward(tape, 0, weights), MultiHeadCache(tape, weights)
+    tape, weights = _one_step_tape(z, block, [], num_heads, key_size)
+    attended = np.empty_like(tape.z[0])
+    _attention_step_forward(tape, 0, weights, attended)
+    return attended.transpose(1, 0, 2), MultiHeadCache(tape, weights)  # [R, B, F] -> [B, R, F]
 
 
 def multihead_attention_backward(d_attended, cache, key_size):
@@ -421,10 +476,11 @@ def multihead_attention_backward(d_attended, cache, key_size):
             f"key_size must match the forward call's {cache.weights.key_size}, got {key_size}"
         )
     grad_tape = allocate_grad_tape(cache.tape)
+    d_attended = np.ascontiguousarray(d_attended.transpose(1, 0, 2))  # [B, R, F] -> [R, B, F]
     _attention_step_backward(cache.tape, grad_tape, 0, cache.weights, d_attended)
     dz = np.empty_like(d_attended)
     _qkv_step_backward(cache.tape, grad_tape, 0, cache.weights, dz)
-    return dz, _qkv_param_grads(cache.tape, grad_tape)
+    return dz.transpose(1, 0, 2), _qkv_param_grads(cache.tape, grad_tape)
 
 
 def attention_block_forward(z, block, mlp_layers, num_heads, key_size):
@@ -432,17 +488,16 @@ def attention_block_forward(z, block, mlp_layers, num_heads, key_size):
 
     ``mlp_layers`` is the list of (weight, bias) pairs of the row-wise MLP.
     """
-    weights = prepare_block(block, mlp_layers, num_heads, key_size)
-    tape = allocate_block_tape(z[None], weights)  # one step: [B, R, F] -> [1, B, R, F]
+    tape, weights = _one_step_tape(z, block, mlp_layers, num_heads, key_size)
     block_step_forward(tape, 0, weights)
-    return tape.out[0], AttentionBlockCache(tape, weights)
+    return tape.out[0].transpose(1, 0, 2), AttentionBlockCache(tape, weights)
 
 
 def attention_block_backward(d_out, cache):
     """Return d_z (B, R, F), the block's grads by local name, and one grads dict per MLP layer."""
     grad_tape = allocate_grad_tape(cache.tape)
-    grad_tape.d_out[0] = d_out
-    dz = np.empty_like(d_out)
+    grad_tape.d_out[0] = d_out.transpose(1, 0, 2)  # [B, R, F] -> [R, B, F]
+    dz = np.empty_like(grad_tape.d_out[0])
     block_step_backward(cache.tape, grad_tape, 0, cache.weights, dz)
     grads, mlp_grads = block_param_grads(cache.tape, grad_tape)
-    return dz, grads, mlp_grads
+    return dz.transpose(1, 0, 2), grads, mlp_grads

@@ -58,7 +58,7 @@ function seriesKey(measure) {
   return `${$("compare-series").value}_${measure}`;
 }
 
-/** The steps and smoothed values of `key` in a run's metric rows, skipping nulls. */
+/** Return the steps and smoothed values of `key` in a run's metric rows, skipping nulls. */
 function series(metrics, key) {
   const rows = metrics.filter((row) => row[key] !== null && row[key] !== undefined);
   return {
@@ -107,7 +107,7 @@ function baselineOverlay(entries, forAccuracy) {
 }
 
 function drawCurves(entries) {
-  const which = $("compare-series").value;
+  const which = $("compare-series").value; // "test" or "train"
   const lossLayout = {
     ...baseLayout({
       title: `${which === "test" ? "Test" : "Train"} loss`,

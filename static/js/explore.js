@@ -11,6 +11,7 @@ import {
   updateNthTimestep,
 } from "./explore_task.js";
 import { drawAttention, drawSlotCurves, drawUnitHeatmap, moveMarker } from "./explore_trace.js";
+import { addTableExport } from "./table_export.js";
 
 const PLAY_INTERVAL_MS = 700;
 
@@ -323,4 +324,5 @@ async function start() {
   if (state.run) await generate();
 }
 
+addTableExport($("vector-table"), "nth-farthest-vectors");
 start();

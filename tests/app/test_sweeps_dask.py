@@ -7,11 +7,17 @@ through the scheduler.
 
 import io
 import json
+import time
 
 import numpy as np
 import pytest
 from server_helpers import RunsClient
-from sweep_helpers import assert_cells_aggregate_seeds, create_sweep, wait_for_sweep
+from sweep_helpers import (
+    SWEEP_TIMEOUT_SECONDS,
+    assert_cells_aggregate_seeds,
+    create_sweep,
+    wait_for_sweep,
+)
 from websockets.sync.client import connect
 
 distributed = pytest.importorskip("distributed")
@@ -61,7 +67,9 @@ def test_sweep_on_dask_reaches_store_and_websocket(dask_runs, tiny_run_request):
         created = create_sweep(http, body)
         ids = {run["id"] for run in created["runs"]}
         completed = set()
+        deadline = time.monotonic() + SWEEP_TIMEOUT_SECONDS
         while completed != ids:
+            assert time.monotonic() < deadline, f"runs not completed: {ids - completed}"
             message = json.loads(socket.recv(timeout=RECEIVE_TIMEOUT_SECONDS))
             run = message.get("run") if message["type"] == "status" else None
             if run and run["id"] in ids and run["status"] == "completed":

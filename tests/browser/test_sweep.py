@@ -1,6 +1,8 @@
 """Launch a small sweep from the sweeps page and watch its heatmap fill as runs finish."""
 
+import json
 import re
+from pathlib import Path
 
 from playwright.sync_api import expect
 
@@ -51,7 +53,17 @@ def test_launch_sweep_and_watch_heatmap_fill(live_server, page, artifacts):
 
     rows = page.get_by_test_id("sweep-cells").locator("tbody tr")
     expect(rows).to_have_count(4)
-    expect(page.get_by_test_id("export-sweep-cells-csv")).to_be_visible()
+    with page.expect_download() as download:
+        page.get_by_test_id("export-sweep-cells-csv").click()
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert lines[0] == (
+        "model_options.mem_slots,model_options.num_heads,runs finished,mean,std,values"
+    )
+    assert len(lines) == 5
+    with page.expect_download() as download:
+        page.get_by_test_id("export-sweep-cells-json").click()
+    records = json.loads(Path(download.value.path()).read_text())
+    assert records[0]["runs finished"] == "2 / 2"
     page.screenshot(path=artifacts / "sweep.png", full_page=True)
     assert page.js_errors == []
     assert page.console_errors == []
