@@ -11,6 +11,7 @@ because a spawned child imports it before calling the function.
 """
 
 import json
+import logging
 import os
 import signal
 import tempfile
@@ -20,7 +21,11 @@ from pathlib import Path
 
 import models
 
+logger = logging.getLogger(__name__)
+
 CHECKPOINT_NAME = "checkpoint.npz"
+# Added to the worker process's nice value (0 to 19, higher is lower priority).
+WORKER_NICENESS = 5
 CONFIG_NAME = "config.json"
 
 _BLAS_THREAD_VARIABLES = (
@@ -59,6 +64,12 @@ def run_worker(
     # Ctrl-C in a terminal reaches the whole process group; the server decides how its
     # workers stop, through the cancel event.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A lower CPU priority lets the server's threads run first when they need a core, so
+    # the API and the explorer stay responsive while every core trains.
+    try:
+        os.nice(WORKER_NICENESS)
+    except OSError as exc:
+        logger.warning("run %s: could not lower the worker's priority: %s", run_id, exc)
     parent_pid = os.getppid()
 
     def send(message: dict) -> None:

@@ -164,14 +164,20 @@ def summarise(latencies: dict[str, list[float]]) -> dict[str, dict]:
 
 
 def measure_under_training(client: httpx.Client, count: int) -> tuple[dict, dict]:
-    """Time the API while the seed preset's two runs train; return (summary, run states)."""
-    measured = run_status(client, start_run(client, {**MEASURED_RUN, "seed": 0}))
-    measured_id = measured["id"]
+    """Time the API while the seed preset's two runs train.
+
+    Returns the latency summary and, per training run, its status at the end and the
+    steps per second it trained during the measurement.
+    """
+    measured_id = start_run(client, {**MEASURED_RUN, "seed": 0})
     wait_until(
-        lambda: run_status(client, measured_id)["status"] == "completed",
+        lambda: run_status(client, measured_id)["status"] not in ("queued", "running"),
         RUN_TIMEOUT_SECONDS,
         "the measured run's training",
     )
+    measured = run_status(client, measured_id)
+    if measured["status"] != "completed":
+        raise RuntimeError(f"the measured run ended {measured['status']}: {measured['error']}")
     preset = next(preset for preset in PRESETS if preset["name"] == "seed")
     load_ids = [start_run(client, {**body, "steps": 100_000}) for body in preset["runs"]]
     wait_until(
@@ -190,8 +196,18 @@ def measure_under_training(client: httpx.Client, count: int) -> tuple[dict, dict
             {"seed": i},
         ),
     }
+    steps_before = {i: run_status(client, i)["progress"]["step"] for i in load_ids}
+    started = time.perf_counter()
     summary = summarise(timed_requests(client, requests, count))
-    states = {i: run_status(client, i)["status"] for i in load_ids}
+    seconds = time.perf_counter() - started
+    states = {}
+    for index, run_id in enumerate(load_ids):
+        run = run_status(client, run_id)
+        steps = run["progress"]["step"] - steps_before[run_id]
+        states[f"{run['model']}-{index}"] = {
+            "status": run["status"],
+            "steps_per_second": round(steps / seconds, 1),
+        }
     for run_id in load_ids:
         client.post(f"/api/runs/{run_id}/cancel")
     return summary, states
@@ -264,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table({**summary, **probe})
     worst = max(row["p99_ms"] for row in summary.values())
     print(f"worst p99 under training load: {worst:.2f} ms (target {TARGET_P99_MS:.0f} ms)")
-    print(f"training runs at the end of the measurement: {sorted(states.values())}")
+    print(f"training runs during the measurement: {json.dumps(states, sort_keys=True)}")
     print(f"metrics downloads of {args.metric_rows} rows during the probe: {downloads}")
     record = {
         "benchmark": "api_latency",
@@ -273,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         "health_during_export": probe,
         "export_rows": args.metric_rows,
         "export_downloads": downloads,
-        "training_runs_at_end": sorted(states.values()),
+        "training_runs": states,
         "worst_p99_ms": worst,
         "target_p99_ms": TARGET_P99_MS,
         "cpu_count": os.cpu_count(),

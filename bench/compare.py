@@ -26,7 +26,6 @@ import dataclasses
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

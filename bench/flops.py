@@ -82,7 +82,11 @@ def largest_matmul_shape(config, batch):
         return batch, config["input_size"] + units, 4 * units
     width = config["num_heads"] * config["head_size"]
     key_size = config["key_size"] or config["head_size"]
-    return batch * (config["mem_slots"] + 1), width, config["num_heads"] * (2 * key_size + config["head_size"])
+    return (
+        batch * (config["mem_slots"] + 1),
+        width,
+        config["num_heads"] * (2 * key_size + config["head_size"]),
+    )
 
 
 class MatmulRate:

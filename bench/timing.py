@@ -269,8 +269,9 @@ def run_benchmark(configs, args):
                 numpy_times, torch_times = result["latency"]
                 summary["latency_ms"][key] = round(summarise(numpy_times, 0)[0], 4)
                 latency_lines.append(
-                    f"{key}: batch-1 predict(x, trace=True) ms, NumPy wall "
-                    f"{_range(summarise(numpy_times, 0))}, CPU {_range(summarise(numpy_times, 1))}; "
+                    f"{key}: batch-1 predict(x, trace=True) ms, "
+                    f"NumPy wall {_range(summarise(numpy_times, 0))}, "
+                    f"CPU {_range(summarise(numpy_times, 1))}; "
                     f"PyTorch wall {_range(summarise(torch_times, 0))}, "
                     f"CPU {_range(summarise(torch_times, 1))}"
                     + (" (nn.LSTM, without the gate trace)" if kind == "lstm" else "")

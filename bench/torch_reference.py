@@ -110,8 +110,8 @@ class TorchRMC(TorchModel):
         eye = torch.eye(self.mem_slots, self.mem_size, dtype=self.dtype)
         return eye.expand(batch, self.mem_slots, self.mem_size)  # (B, N, F)
 
-    def _attend(self, z, block, mlp):
-        """One attention block on rows z (B, R, F); return (rows (B, R, F), weights (B, H, R, R))."""
+    def block_forward(self, z, block, mlp):
+        """Apply one block to rows z (B, R, F); return (rows (B, R, F), weights (B, H, R, R))."""
         batch, rows, _ = z.shape
         heads, key_size = self.num_heads, self.key_size
         qkv = F.linear(z, block["qkv.W"].t(), block["qkv.b"])  # (B, R, H(2K+V))
@@ -137,7 +137,7 @@ class TorchRMC(TorchModel):
         )
         return out, weights
 
-    def _gate(self, candidate, memory, gate_x):
+    def gate_forward(self, candidate, memory, gate_x):
         """Return (M_t, input gate, forget gate) from C, M_{t-1} (B, N, F) and gate_x (B, 2G)."""
         p = self.params
         pre = F.linear(torch.tanh(memory), p["gate_memory.W"].t(), p["gate_memory.b"])
@@ -154,7 +154,9 @@ class TorchRMC(TorchModel):
             {name.split(".", 1)[1]: p[name] for name in p if name.startswith(f"block{b}.")}
             for b in range(self.num_blocks)
         ]
-        mlp = [(p[f"attention_mlp.{j}.W"], p[f"attention_mlp.{j}.b"]) for j in range(self.mlp_layers)]
+        mlp = [
+            (p[f"attention_mlp.{j}.W"], p[f"attention_mlp.{j}.b"]) for j in range(self.mlp_layers)
+        ]
 
         # Input projections for all steps at once: (B, T, D) -> (B, T, F) -> (B, T, 2G).
         projected = F.linear(x, p["input_proj.W"].t(), p["input_proj.b"])
@@ -167,11 +169,11 @@ class TorchRMC(TorchModel):
             z = torch.cat([memory, projected[:, t, None]], dim=1)  # (B, R, F)
             weights = []
             for block in blocks:
-                z, block_weights = self._attend(z, block, mlp)
+                z, block_weights = self.block_forward(z, block, mlp)
                 weights.append(block_weights)
             candidate = z[:, : self.mem_slots]  # input row dropped
             if self.gated:
-                memory, input_gate, forget_gate = self._gate(candidate, memory, gate_x[:, t])
+                memory, input_gate, forget_gate = self.gate_forward(candidate, memory, gate_x[:, t])
                 input_gates.append(input_gate)
                 forget_gates.append(forget_gate)
             else:

@@ -30,12 +30,16 @@ with respect to activations, into a ``BlockGradTape`` of the same layout, and
 one matmul or one sum over all S steps at once. ``attention_block_forward``
 and ``attention_block_backward`` are the same computation for one call (S = 1).
 
-Two layout choices make the small per-step arrays cheap in NumPy. Attention
-weights are stored keys first, (S_keys = R, B, H, R_queries), so that the
-softmax over the keys runs along axis 0 as a few whole-array operations
-instead of reductions over rows of length R. The key scale ``K ** -0.5`` is
-folded into the gain and bias of the qkv layer norm's q columns, so the tape
-holds q already scaled.
+Layout choices that make the small per-step arrays cheap in NumPy:
+
+- A step's rows are one matrix of R * B rows, slot-major: row r * B + b is
+  row r of sequence b. Matmuls and layer norms take it without a reshape,
+  and the N memory rows of all sequences are its first N * B rows.
+- Attention weights are stored keys first, (S_keys = R, B, H, R_queries), so
+  the softmax over the keys runs along axis 0 as a few whole-array operations
+  instead of reductions over rows of length R.
+- The key scale ``K ** -0.5`` is folded into the gain and bias of the qkv
+  layer norm's q columns, so the tape holds q already scaled.
 """
 
 from typing import NamedTuple
@@ -67,20 +71,21 @@ class BlockWeights(NamedTuple):
     """One block's parameters as the step functions use them, built by ``prepare_block``.
 
     Vectors that every step adds or multiplies row by row are stored tiled to
-    the full (R, B, width) shape of a step's rows: NumPy runs an operation on
+    the full (R B, width) shape of a step's rows: NumPy runs an operation on
     two arrays of the same shape in one vectorised loop, but a broadcast over
     rows as one short loop per row, two to three times slower on these sizes.
     """
 
     num_heads: int
     key_size: int
+    row_shape: tuple  # (R, B)
     params: dict  # the block's parameters by local name
     qkv_weight: np.ndarray  # (F, Q) qkv.W minus its row means, so each output row has mean 0
     qkv_weight_t: np.ndarray  # (Q, F) the transpose of qkv_weight, contiguous for the backward
     mlp_layers: list  # (W (F, F), b (F,)) pairs of the shared MLP
     mlp_weights_t: list  # the transposes of the MLP weights, contiguous
-    mlp_biases: list  # the MLP biases, tiled to (R, B, F)
-    tiled: dict  # name -> (R, B, Q or F): the row vectors below, tiled
+    mlp_biases: list  # the MLP biases, tiled to (R B, F)
+    tiled: dict  # name -> (R B, Q or F): the row vectors below, tiled
 
     # Tiled vectors: "qkv.b" minus its mean; "qkv_norm.gain" and "qkv_norm.bias"
     # with the q columns scaled by K ** -0.5, and "qkv_norm.gain/unscaled";
@@ -90,7 +95,7 @@ class BlockWeights(NamedTuple):
 def prepare_block(block, mlp_layers, num_heads, key_size, row_shape, empty=np.empty):
     """Return the ``BlockWeights`` of a block and the shared MLP for steps of rows (R, B).
 
-    ``row_shape`` is (R, B), the leading axes of a step's rows. The qkv layer norm subtracts the row mean of ``z @ W + b``, which is
+    The qkv layer norm subtracts the row mean of ``z @ W + b``, which is
     ``z @ mean_cols(W) + mean(b)``; taking those means out of W and b once per
     sequence gives outputs of zero mean directly, so no step subtracts them.
     ``empty(shape, dtype)`` allocates the tiles, ``np.empty`` or ``PoolLease.empty``.
@@ -113,13 +118,14 @@ def prepare_block(block, mlp_layers, num_heads, key_size, row_shape, empty=np.em
         vectors[name] = block[name]
 
     def tile(vector):
-        tiled = empty((*row_shape, vector.shape[0]), vector.dtype)
+        tiled = empty((row_shape[0] * row_shape[1], vector.shape[0]), vector.dtype)
         tiled[...] = vector
         return tiled
 
     return BlockWeights(
         num_heads=num_heads,
         key_size=key_size,
+        row_shape=tuple(row_shape),
         params=block,
         qkv_weight=qkv_weight,
         qkv_weight_t=np.ascontiguousarray(qkv_weight.T),
@@ -133,56 +139,57 @@ def prepare_block(block, mlp_layers, num_heads, key_size, row_shape, empty=np.em
 class BlockTape(NamedTuple):
     """Activations of one block over S steps, written by ``block_step_forward``.
 
-    Rows are slot-major, (R, B, ...) per step, so the memory rows of all
-    sequences, the first N, are one contiguous block.
+    Each step's rows are one (R B, width) matrix, slot-major.
     """
 
-    z: np.ndarray  # (S, R, B, F) block input, owned by the caller
-    qkv_hat: np.ndarray  # (S, R, B, Q) normalised qkv
-    qkv_inv_std: np.ndarray  # (S, R, B, 1)
-    qkv: np.ndarray  # (S, R, B, Q) layer-normed qkv, q columns scaled by K ** -0.5
+    z: np.ndarray  # (S, R B, F) block input, owned by the caller
+    qkv_hat: np.ndarray  # (S, R B, Q) normalised qkv
+    qkv_inv_std: np.ndarray  # (S, R B, 1)
+    qkv: np.ndarray  # (S, R B, Q) layer-normed qkv, q columns scaled by K ** -0.5
     weights: np.ndarray  # (S, R, B, H, R) keys first: [t, s, b, h, r] is query r on key s
-    # Below, only the first R' rows, the kept rows (see allocate_block_tape).
-    z1_hat: np.ndarray  # (S, R', B, F) attention norm: normalised input
-    z1_inv_std: np.ndarray  # (S, R', B, 1)
-    z1: np.ndarray  # (S, R', B, F) attention norm output, the MLP input
-    hidden: tuple  # one (S, R', B, F) per MLP layer but the last: its output after ReLU
-    out_hat: np.ndarray  # (S, R', B, F) MLP norm: normalised input
-    out_inv_std: np.ndarray  # (S, R', B, 1)
-    out: np.ndarray  # (S, R', B, F) block output
+    # Below, only the first R' B rows, those of the kept slots (see allocate_block_tape).
+    z1_hat: np.ndarray  # (S, R' B, F) attention norm: normalised input
+    z1_inv_std: np.ndarray  # (S, R' B, 1)
+    z1: np.ndarray  # (S, R' B, F) attention norm output, the MLP input
+    hidden: tuple  # one (S, R' B, F) per MLP layer but the last: its output after ReLU
+    out_hat: np.ndarray  # (S, R' B, F) MLP norm: normalised input
+    out_inv_std: np.ndarray  # (S, R' B, 1)
+    out: np.ndarray  # (S, R' B, F) block output
 
 
 class BlockGradTape(NamedTuple):
     """Gradients at the inner nodes of one block over S steps, for ``block_param_grads``."""
 
-    d_out: np.ndarray  # (S, R', B, F) at the block output, written by the caller
-    d_mlp: tuple  # one (S, R', B, F) per MLP layer: at its output before ReLU
-    d_z1: np.ndarray  # (S, R', B, F) at the attention norm output
-    d_qkv: np.ndarray  # (S, R, B, Q) at the qkv norm output, q unscaled
-    d_qkv_pre: np.ndarray  # (S, R, B, Q) at the qkv map output, row means not removed
+    d_out: np.ndarray  # (S, R' B, F) at the block output, written by the caller
+    d_mlp: tuple  # one (S, R' B, F) per MLP layer: at its output before ReLU
+    d_z1: np.ndarray  # (S, R' B, F) at the attention norm output
+    d_qkv: np.ndarray  # (S, R B, Q) at the qkv norm output, q unscaled
+    d_qkv_pre: np.ndarray  # (S, R B, Q) at the qkv map output, row means not removed
 
 
-def allocate_block_tape(z, weights, empty=np.empty, kept_rows=None):
-    """Return an empty tape for the block input z of shape (S, R, B, F).
+def allocate_block_tape(z, weights, empty=np.empty, kept_slots=None):
+    """Return an empty tape for the block input z of shape (S, R B, F).
 
     ``empty(shape, dtype)`` allocates each array, ``np.empty`` or ``PoolLease.empty``.
-    ``kept_rows`` (R by default) is the number of leading rows whose output is
-    used; after the attention, the block computes only those. The RMC's last
-    block keeps the N memory rows, because the input row's output is dropped.
+    ``kept_slots`` (R by default) is the number of leading slots whose output
+    is used; after the attention, the block computes only their rows. The
+    RMC's last block keeps the N memory slots, because the input row's output
+    is dropped.
     """
-    steps, rows, batch, width = z.shape
-    kept_rows = rows if kept_rows is None else kept_rows
+    steps, rows, width = z.shape
+    slots, batch = weights.row_shape
+    kept_rows = rows if kept_slots is None else kept_slots * batch
     qkv_width = weights.qkv_weight.shape[1]
 
     def rows_of(size, count=kept_rows):
-        return empty((steps, count, batch, size), z.dtype)
+        return empty((steps, count, size), z.dtype)
 
     return BlockTape(
         z=z,
         qkv_hat=rows_of(qkv_width, rows),
         qkv_inv_std=rows_of(1, rows),
         qkv=rows_of(qkv_width, rows),
-        weights=empty((steps, rows, batch, weights.num_heads, rows), z.dtype),
+        weights=empty((steps, slots, batch, weights.num_heads, slots), z.dtype),
         z1_hat=rows_of(width),
         z1_inv_std=rows_of(1),
         z1=rows_of(width),
@@ -213,31 +220,31 @@ def _rows(array):
     return array.reshape(-1, array.shape[-1])
 
 
-def _split_heads(qkv, num_heads, key_size):
-    """Return q, k, v views of qkv rows (R, B, Q), each (B, H, R, K or V)."""
-    rows, batch, _ = qkv.shape
-    # [R, B, H(2K+V)] -> [R, B, H, 2K+V] -> [B, H, R, 2K+V]
-    heads = qkv.reshape(rows, batch, num_heads, -1).transpose(1, 2, 0, 3)
+def _split_heads(qkv, weights):
+    """Return q, k, v views of a step's qkv rows (R B, Q), each (B, H, R, K or V)."""
+    slots, batch = weights.row_shape
+    key_size = weights.key_size
+    # [R B, H(2K+V)] -> [R, B, H, 2K+V] -> [B, H, R, 2K+V]
+    heads = qkv.reshape(slots, batch, weights.num_heads, -1).transpose(1, 2, 0, 3)
     return heads[..., :key_size], heads[..., key_size : 2 * key_size], heads[..., 2 * key_size :]
 
 
-def _merge_heads_view(rows_array, num_heads):
-    """Return the (B, H, R, V) view of rows (R, B, F) with F = H * V."""
-    rows, batch, _ = rows_array.shape
-    # [R, B, F] -> [R, B, H, V] -> [B, H, R, V]
-    return rows_array.reshape(rows, batch, num_heads, -1).transpose(1, 2, 0, 3)
+def _heads_view(rows, weights):
+    """Return the (B, H, R, V) view of a step's rows (R B, F), F = H * V."""
+    slots, batch = weights.row_shape
+    # [R B, F] -> [R, B, H, V] -> [B, H, R, V]
+    return rows.reshape(slots, batch, weights.num_heads, -1).transpose(1, 2, 0, 3)
 
 
 # --- one step -----------------------------------------------------------------
 
 
 def _attention_step_forward(tape, t, weights, attended):
-    """Attend over the rows of step t; write the attended rows to ``attended`` (R, B, F)."""
-    z = tape.z[t]  # (R, B, F)
+    """Attend over the rows of step t; write the attended rows to ``attended`` (R B, F)."""
     tiled = weights.tiled
 
     # qkv map and layer norm over the whole qkv row; the centred weights give zero-mean rows.
-    qkv_pre = (_rows(z) @ weights.qkv_weight).reshape(tape.qkv[t].shape)  # (R B, F) @ (F, Q)
+    qkv_pre = tape.z[t] @ weights.qkv_weight  # (R B, F) @ (F, Q)
     qkv_pre += tiled["qkv.b"]
     layer_norm_into(
         qkv_pre,
@@ -248,7 +255,7 @@ def _attention_step_forward(tape, t, weights, attended):
         inv_std=tape.qkv_inv_std[t],
         centred=True,
     )
-    q, k, v = _split_heads(tape.qkv[t], weights.num_heads, weights.key_size)
+    q, k, v = _split_heads(tape.qkv[t], weights)
 
     # Softmax over the keys, keys first: logits[s, b, h, r] = k_s . q_r (q already scaled).
     logits = tape.weights[t]  # (S, B, H, R)
@@ -257,22 +264,22 @@ def _attention_step_forward(tape, t, weights, attended):
     np.exp(logits, out=logits)
     logits /= logits.sum(axis=0)
 
-    # (B, H, R, S) @ (B, H, S, V), written through the [B, H, R, V] view of [R, B, F]
-    np.matmul(logits.transpose(1, 2, 3, 0), v, out=_merge_heads_view(attended, weights.num_heads))
+    # (B, H, R, S) @ (B, H, S, V), written through the [B, H, R, V] view of [R B, F]
+    np.matmul(logits.transpose(1, 2, 3, 0), v, out=_heads_view(attended, weights))
 
 
 def block_step_forward(tape, t, weights):
-    """Apply the block to the rows ``tape.z[t]`` (R, B, F); the output is ``tape.out[t]``.
+    """Apply the block to the rows ``tape.z[t]`` (R B, F); the output is ``tape.out[t]``.
 
-    After the attention, only the kept rows, the first R' of ``tape.out``, are computed.
+    After the attention, only the rows of the kept slots, the first R' B, are computed.
     """
     z, z1 = tape.z[t], tape.z1[t]
-    kept = z1.shape[0]  # R'
+    kept = z1.shape[0]  # R' B
     tiled = weights.tiled
     attended = np.empty_like(z)
     _attention_step_forward(tape, t, weights, attended)
 
-    # Residual and layer norm around the attention, [R, B, F] -> [R', B, F].
+    # Residual and layer norm around the attention, on the kept rows.
     attended = attended[:kept]
     attended += z[:kept]
     layer_norm_into(
@@ -289,11 +296,11 @@ def block_step_forward(tape, t, weights):
     hidden_layers = zip(weights.mlp_layers[:-1], weights.mlp_biases[:-1], tape.hidden, strict=True)
     for (weight, _), bias, saved in hidden_layers:
         out = saved[t]
-        np.matmul(_rows(hidden), weight, out=_rows(out))  # (R' B, F) @ (F, F)
+        np.matmul(hidden, weight, out=out)  # (R' B, F) @ (F, F)
         out += bias[:kept]
         np.maximum(out, 0.0, out=out)
         hidden = out
-    mlp_out = (_rows(hidden) @ weights.mlp_layers[-1][0]).reshape(z1.shape)
+    mlp_out = hidden @ weights.mlp_layers[-1][0]
     mlp_out += weights.mlp_biases[-1][:kept]
 
     # Residual and layer norm around the MLP.
@@ -309,13 +316,12 @@ def block_step_forward(tape, t, weights):
 
 
 def _attention_step_backward(tape, grad_tape, t, weights, d_attended):
-    """Backward of the attention of step t from d_attended (R, B, F); fills d_qkv[t]."""
-    heads, key_size = weights.num_heads, weights.key_size
-    q, k, v = _split_heads(tape.qkv[t], heads, key_size)
-    dq, dk, dv = _split_heads(grad_tape.d_qkv[t], heads, key_size)
+    """Backward of the attention of step t from d_attended (R B, F); fills d_qkv[t]."""
+    q, k, v = _split_heads(tape.qkv[t], weights)
+    dq, dk, dv = _split_heads(grad_tape.d_qkv[t], weights)
     probs = tape.weights[t]  # (S, B, H, R)
 
-    d_attended = _merge_heads_view(d_attended, heads)  # (B, H, R, V)
+    d_attended = _heads_view(d_attended, weights)  # (B, H, R, V)
     d_logits = np.empty_like(probs)  # (S, B, H, R): first d_weights, then the logits' gradient
     # d_weights[s, b, h, r] = v_s . d_attended_r: (B, H, S, V) @ (B, H, V, R)
     np.matmul(v, d_attended.transpose(0, 1, 3, 2), out=d_logits.transpose(1, 2, 0, 3))
@@ -327,12 +333,12 @@ def _attention_step_backward(tape, grad_tape, t, weights, d_attended):
 
     # logits = k . q_scaled, with q_scaled = q * K ** -0.5
     np.matmul(d_logits.transpose(1, 2, 0, 3), q, out=dk)  # (B, H, S, R) @ (B, H, R, K)
-    d_logits *= key_size**-0.5
+    d_logits *= weights.key_size**-0.5
     np.matmul(d_logits.transpose(1, 2, 3, 0), k, out=dq)  # (B, H, R, S) @ (B, H, S, K)
 
 
 def _qkv_step_backward(tape, grad_tape, t, weights, dz):
-    """Backward of qkv = layer_norm(z @ W_qkv + b_qkv) from ``d_qkv[t]``; writes dz (R, B, F).
+    """Backward of qkv = layer_norm(z @ W_qkv + b_qkv) from ``d_qkv[t]``; writes dz (R B, F).
 
     ``d_qkv_pre[t]`` receives the norm's input gradient before the removal of
     its row means (``centre=False``): the product with the centred weight
@@ -346,16 +352,16 @@ def _qkv_step_backward(tape, grad_tape, t, weights, dz):
         out=grad_tape.d_qkv_pre[t],
         centre=False,
     )
-    np.matmul(_rows(grad_tape.d_qkv_pre[t]), weights.qkv_weight_t, out=_rows(dz))  # @ (Q, F)
+    np.matmul(grad_tape.d_qkv_pre[t], weights.qkv_weight_t, out=dz)  # (R B, Q) @ (Q, F)
 
 
 def block_step_backward(tape, grad_tape, t, weights, dz):
-    """Backward of step t from ``grad_tape.d_out[t]``; writes the input gradient to dz (R, B, F).
+    """Backward of step t from ``grad_tape.d_out[t]``; writes the input gradient to dz (R B, F).
 
     Fills step t of the gradient tape. ``dz`` must not be one of the tape's arrays.
     """
     tiled = weights.tiled
-    kept = tape.z1.shape[1]  # R'
+    kept = tape.z1.shape[1]  # R' B
 
     # out = layer_norm(z1 + mlp(z1)): the norm's input gradient is that of the last MLP layer.
     d_sum = grad_tape.d_mlp[-1][t]
@@ -371,15 +377,15 @@ def block_step_backward(tape, grad_tape, t, weights, dz):
     d = d_sum
     for j in reversed(range(1, len(weights.mlp_layers))):
         d_hidden = grad_tape.d_mlp[j - 1][t]
-        np.matmul(_rows(d), weights.mlp_weights_t[j], out=_rows(d_hidden))  # (R' B, F) @ (F, F)
+        np.matmul(d, weights.mlp_weights_t[j], out=d_hidden)  # (R' B, F) @ (F, F)
         d_hidden *= tape.hidden[j - 1][t] > 0
         d = d_hidden
     d_z1 = grad_tape.d_z1[t]
-    np.matmul(_rows(d), weights.mlp_weights_t[0], out=_rows(d_z1))
+    np.matmul(d, weights.mlp_weights_t[0], out=d_z1)
     d_z1 += d_sum  # residual
 
     # z1 = layer_norm(z + attended); rows past the kept ones have no gradient.
-    d_attended = np.empty_like(tape.z[t])  # (R, B, F)
+    d_attended = np.empty_like(tape.z[t])  # (R B, F)
     d_attended[kept:] = 0.0
     layer_norm_backward_into(
         d_z1,
@@ -430,7 +436,7 @@ def block_param_grads(tape, grad_tape):
 
     mlp_grads = []
     for layer_input, d_layer in zip((tape.z1, *tape.hidden), grad_tape.d_mlp, strict=True):
-        d_rows = _rows(d_layer)  # (S R B, F)
+        d_rows = _rows(d_layer)  # (S R' B, F)
         mlp_grads.append({"W": _rows(layer_input).T @ d_rows, "b": sum_rows(d_rows)})
     return grads, mlp_grads
 
@@ -446,12 +452,21 @@ class AttentionBlockCache(NamedTuple):
 MultiHeadCache = AttentionBlockCache
 
 
+def _to_rows(z):
+    """Return rows (B, R, F) as one step's slot-major rows (R B, F), a copy."""
+    return np.ascontiguousarray(z.transpose(1, 0, 2)).reshape(-1, z.shape[-1])
+
+
+def _from_rows(rows, batch):
+    """Return a step's slot-major rows (R B, F) as (B, R, F)."""
+    return rows.reshape(-1, batch, rows.shape[-1]).transpose(1, 0, 2)
+
+
 def _one_step_tape(z, block, mlp_layers, num_heads, key_size):
     """Return a tape of one step for rows z (B, R, F), and the block's weights."""
-    batch, rows, _ = z.shape
-    weights = prepare_block(block, mlp_layers, num_heads, key_size, (rows, batch))
-    z = np.ascontiguousarray(z.transpose(1, 0, 2))[None]  # [B, R, F] -> [1, R, B, F]
-    return allocate_block_tape(z, weights), weights
+    batch, slots, _ = z.shape
+    weights = prepare_block(block, mlp_layers, num_heads, key_size, (slots, batch))
+    return allocate_block_tape(_to_rows(z)[None], weights), weights
 
 
 def multihead_attention_forward(z, block, num_heads, key_size):
@@ -463,7 +478,7 @@ def multihead_attention_forward(z, block, num_heads, key_size):
     tape, weights = _one_step_tape(z, block, [], num_heads, key_size)
     attended = np.empty_like(tape.z[0])
     _attention_step_forward(tape, 0, weights, attended)
-    return attended.transpose(1, 0, 2), MultiHeadCache(tape, weights)  # [R, B, F] -> [B, R, F]
+    return _from_rows(attended, z.shape[0]), MultiHeadCache(tape, weights)
 
 
 def multihead_attention_backward(d_attended, cache, key_size):
@@ -476,11 +491,10 @@ def multihead_attention_backward(d_attended, cache, key_size):
             f"key_size must match the forward call's {cache.weights.key_size}, got {key_size}"
         )
     grad_tape = allocate_grad_tape(cache.tape)
-    d_attended = np.ascontiguousarray(d_attended.transpose(1, 0, 2))  # [B, R, F] -> [R, B, F]
-    _attention_step_backward(cache.tape, grad_tape, 0, cache.weights, d_attended)
-    dz = np.empty_like(d_attended)
+    _attention_step_backward(cache.tape, grad_tape, 0, cache.weights, _to_rows(d_attended))
+    dz = np.empty_like(cache.tape.z[0])
     _qkv_step_backward(cache.tape, grad_tape, 0, cache.weights, dz)
-    return dz.transpose(1, 0, 2), _qkv_param_grads(cache.tape, grad_tape)
+    return _from_rows(dz, d_attended.shape[0]), _qkv_param_grads(cache.tape, grad_tape)
 
 
 def attention_block_forward(z, block, mlp_layers, num_heads, key_size):
@@ -490,14 +504,14 @@ def attention_block_forward(z, block, mlp_layers, num_heads, key_size):
     """
     tape, weights = _one_step_tape(z, block, mlp_layers, num_heads, key_size)
     block_step_forward(tape, 0, weights)
-    return tape.out[0].transpose(1, 0, 2), AttentionBlockCache(tape, weights)
+    return _from_rows(tape.out[0], z.shape[0]), AttentionBlockCache(tape, weights)
 
 
 def attention_block_backward(d_out, cache):
     """Return d_z (B, R, F), the block's grads by local name, and one grads dict per MLP layer."""
     grad_tape = allocate_grad_tape(cache.tape)
-    grad_tape.d_out[0] = d_out.transpose(1, 0, 2)  # [B, R, F] -> [R, B, F]
-    dz = np.empty_like(grad_tape.d_out[0])
+    grad_tape.d_out[0] = _to_rows(d_out)
+    dz = np.empty_like(cache.tape.z[0])
     block_step_backward(cache.tape, grad_tape, 0, cache.weights, dz)
     grads, mlp_grads = block_param_grads(cache.tape, grad_tape)
-    return dz.transpose(1, 0, 2), grads, mlp_grads
+    return _from_rows(dz, d_out.shape[0]), grads, mlp_grads

@@ -69,16 +69,24 @@ def _constant_vector(length, value, dtype):
     return vector
 
 
+@functools.lru_cache(maxsize=128)
+def _mean_column(width, dtype):
+    """Return a read-only column (D, 1) of ``1 / width`` entries of ``dtype``."""
+    return _constant_vector(width, 1.0 / width, dtype)[:, None]
+
+
 def row_mean(x):
     """Mean of x (..., D) over its last axis, of shape (..., 1).
 
-    One BLAS matrix-vector product with a vector of 1 / D: several times faster
-    than ``x.mean(axis=-1)`` on the short rows of these models, where NumPy's
+    One BLAS matrix product with a column of 1 / D: several times faster than
+    ``x.mean(axis=-1)`` on the short rows of these models, where NumPy's
     reduction loop overhead dominates.
     """
     width = x.shape[-1]
-    means = x.reshape(-1, width) @ _constant_vector(width, 1.0 / width, x.dtype)  # (n, D) @ (D,)
-    return means.reshape(*x.shape[:-1], 1)
+    column = _mean_column(width, x.dtype)  # (D, 1)
+    if x.ndim == 2:
+        return x @ column  # (n, D) @ (D, 1)
+    return (x.reshape(-1, width) @ column).reshape(*x.shape[:-1], 1)
 
 
 def sum_rows(x):
@@ -94,7 +102,9 @@ def sum_rows(x):
 def layer_norm_into(x, gain, bias, out, x_hat, inv_std, centred=False):
     """Layer norm of x (..., D) written into preallocated arrays.
 
-    Writes the output to ``out`` and the normalised input to ``x_hat``, both
+    ``gain`` and ``bias`` are (D,) or already tiled to the shape of x, which
+    NumPy applies faster (see ``models.attention.BlockWeights``). Writes the
+    output to ``out`` and the normalised input to ``x_hat``, both
     (..., D), and the inverse standard deviation to ``inv_std`` (..., 1), which
     are what ``layer_norm_backward_into`` needs; none of them may share memory
     with x. With ``centred=True`` the caller guarantees that every row of x
@@ -114,7 +124,7 @@ def layer_norm_into(x, gain, bias, out, x_hat, inv_std, centred=False):
 def layer_norm_backward_into(d_out, x_hat, inv_std, gain, out, centre=True):
     """Write the gradient with respect to the input of a layer norm into ``out`` (..., D).
 
-    Only the input gradient: the gain and bias gradients are sums over rows of
+    ``gain`` is (D,) or tiled to the shape of ``d_out``. Only the input gradient: the gain and bias gradients are sums over rows of
     ``d_out * x_hat`` and ``d_out``, left to the caller so that it can take
     them over many steps at once. With ``centre=False`` the row mean of the
     gradient is not removed; the result is then the gradient only after a

@@ -26,10 +26,10 @@ Every block has its own qkv map and layer norms, while the row-wise MLP of
 the blocks is one set of weights shared by all L blocks, as in Sonnet.
 
 Implementation: the memory of every step lives in one array ``rows`` of
-shape (T + 1, N + 1, B, F), where ``rows[t]`` is the block input
-[M_{t-1}; u_t], slot-major, and each step writes M_t in place into
-``rows[t + 1, :N]``, so no step concatenates or stacks and the memory of
-all sequences is one contiguous (N, B, F) block. The blocks and gates save their activations
+shape (T + 1, (N + 1) B, F), where ``rows[t]`` is the block input
+[M_{t-1}; u_t] with its rows slot-major (row r * B + b is slot r of
+sequence b), and each step writes M_t in place into its first N B rows, so
+no step concatenates or stacks. The blocks and gates save their activations
 on tapes with a leading step axis (see models.attention), the backward pass
 through time computes only activation gradients, and every parameter
 gradient is then one matmul or one sum over all T steps.
@@ -96,22 +96,32 @@ def _rows(array):
     return array.reshape(-1, array.shape[-1])
 
 
+def _slot_major(memory):
+    """Return memory (B, N, F) as slot-major rows (N B, F), a copy."""
+    return np.ascontiguousarray(memory.transpose(1, 0, 2)).reshape(-1, memory.shape[-1])
+
+
+def _batch_major(rows, batch):
+    """Return slot-major rows (N B, F) as (B, N, F)."""
+    return rows.reshape(-1, batch, rows.shape[-1]).transpose(1, 0, 2)
+
+
 # --- gates --------------------------------------------------------------------
 
 
 class GateCache(NamedTuple):
     """Gate activations over S steps, written by ``gates_step_forward``."""
 
-    memory_prev: np.ndarray  # (S, N, B, F) memory before each step, owned by the caller
+    memory_prev: np.ndarray  # (S, N B, F) memory before each step, owned by the caller
     weight: np.ndarray  # (F, 2G) gate_memory.W
     weight_t: np.ndarray  # (2G, F) its transpose, contiguous for the backward
-    tanh_memory: np.ndarray  # (S, N, B, F)
-    gates: np.ndarray  # (S, N, B, 2G) sigmoid outputs in the order [i | f]
-    tanh_candidate: np.ndarray  # (S, N, B, F)
+    tanh_memory: np.ndarray  # (S, N B, F)
+    gates: np.ndarray  # (S, N B, 2G) sigmoid outputs in the order [i | f]
+    tanh_candidate: np.ndarray  # (S, N B, F)
 
 
 def allocate_gate_tape(memory_prev, weight, empty=np.empty):
-    """Return an empty gate tape for memory_prev (S, N, B, F) and ``gate_memory.W`` (F, 2G).
+    """Return an empty gate tape for memory_prev (S, N B, F) and ``gate_memory.W`` (F, 2G).
 
     ``empty(shape, dtype)`` allocates each array, ``np.empty`` or ``PoolLease.empty``.
     """
@@ -131,16 +141,17 @@ def constant_gate_bias(gate_width, dtype):
 
 
 def gates_step_forward(tape, t, candidate, gate_x, memory):
-    """Gate the candidate (N, B, F) of step t into ``memory`` (N, B, F), written in place.
+    """Gate the candidate (N B, F) of step t into ``memory`` (N B, F), written in place.
 
     ``gate_x`` (B, 2G) holds every term of the pre-activations that does not
     depend on the memory: ``u @ W_gx + b_gx + b_gm`` plus the constant biases.
     """
     width = tape.gates.shape[-1] // 2  # G
     tanh_memory = np.tanh(tape.memory_prev[t], out=tape.tanh_memory[t])
-    gates = tape.gates[t]  # (N, B, 2G)
-    np.matmul(_rows(tanh_memory), tape.weight, out=_rows(gates))  # (N B, F) @ (F, 2G)
-    gates += gate_x  # the input part, broadcast over slots
+    gates = tape.gates[t]  # (N B, 2G)
+    np.matmul(tanh_memory, tape.weight, out=gates)  # (N B, F) @ (F, 2G)
+    per_slot = gates.reshape(-1, *gate_x.shape)  # [N B, 2G] -> [N, B, 2G]
+    per_slot += gate_x  # the input part, broadcast over slots
     sigmoid_in_place(gates)
     tanh_candidate = np.tanh(candidate, out=tape.tanh_candidate[t])
     np.multiply(gates[..., :width], tanh_candidate, out=memory)
@@ -148,10 +159,10 @@ def gates_step_forward(tape, t, candidate, gate_x, memory):
 
 
 def gates_step_backward(tape, t, d_memory, d_gates, d_candidate):
-    """Backward of step t from d_memory (N, B, F); return d_memory_prev (N, B, F).
+    """Backward of step t from d_memory (N B, F); return d_memory_prev (N B, F).
 
-    Writes the gradient at the gate pre-activations to ``d_gates[t]`` (N, B, 2G)
-    and the candidate's gradient to ``d_candidate`` (N, B, F).
+    Writes the gradient at the gate pre-activations to ``d_gates[t]`` (N B, 2G)
+    and the candidate's gradient to ``d_candidate`` (N B, F).
     """
     width = tape.gates.shape[-1] // 2  # G
     gates, d_pre = tape.gates[t], d_gates[t]
@@ -174,7 +185,7 @@ def gates_step_backward(tape, t, d_memory, d_gates, d_candidate):
     d_candidate *= d_memory
 
     # M_prev enters through the forget gate and through tanh(M_prev) @ W_gm.
-    d_tanh_memory = (_rows(d_pre) @ tape.weight_t).reshape(d_memory.shape)  # (N B, 2G) @ (2G, F)
+    d_tanh_memory = d_pre @ tape.weight_t  # (N B, 2G) @ (2G, F)
     tanh_memory = tape.tanh_memory[t]
     d_tanh_memory *= 1.0 - tanh_memory * tanh_memory
     d_memory_prev = d_memory * forget_gate
@@ -182,11 +193,13 @@ def gates_step_backward(tape, t, d_memory, d_gates, d_candidate):
     return d_memory_prev
 
 
-def gate_param_grads(tape, d_gates):
+def gate_param_grads(tape, d_gates, batch):
     """Return the ``gate_memory`` grads and d_gate_x (S, B, 2G), summed over all S steps."""
     d_rows = _rows(d_gates)  # (S N B, 2G)
     grads = {"W": _rows(tape.tanh_memory).T @ d_rows, "b": sum_rows(d_rows)}
-    return grads, d_gates.sum(axis=1)  # the input part was broadcast over the N slots
+    # The input part was repeated for every slot: [S, N B, 2G] -> [S, N, B, 2G], summed over N.
+    steps, rows, width = d_gates.shape
+    return grads, d_gates.reshape(steps, rows // batch, batch, width).sum(axis=1)
 
 
 def gates_forward(candidate, memory_prev, gate_x, weight, bias):
@@ -198,23 +211,24 @@ def gates_forward(candidate, memory_prev, gate_x, weight, bias):
         gate_x: the input's gate pre-activations ``u @ W_gx + b_gx`` of shape (B, 2G).
         weight, bias: ``gate_memory.W`` (F, 2G) and ``gate_memory.b`` (2G,).
     """
-    # One step, slot-major: [B, N, F] -> [N, B, F] -> [1, N, B, F]
-    tape = allocate_gate_tape(memory_prev.transpose(1, 0, 2)[None], weight)
-    gate_x = gate_x + bias + constant_gate_bias(weight.shape[1] // 2, weight.dtype)
-    memory = np.empty(tape.memory_prev.shape[1:], dtype=weight.dtype)  # (N, B, F)
-    gates_step_forward(tape, 0, candidate.transpose(1, 0, 2), gate_x, memory)
-    return memory.transpose(1, 0, 2), tape
+    batch = memory_prev.shape[0]
+    tape = allocate_gate_tape(_slot_major(memory_prev)[None], weight)  # one step
+    gate_x = gate_x + bias + constant_gate_bias(weight.shape[1] // 2, weight.dtype)  # (B, 2G)
+    memory = np.empty(tape.memory_prev.shape[1:], dtype=weight.dtype)  # (N B, F)
+    gates_step_forward(tape, 0, _slot_major(candidate), gate_x, memory)
+    return _batch_major(memory, batch), tape
 
 
 def gates_backward(d_memory, cache):
     """Return (d_candidate, d_memory_prev, d_gate_x (B, 2G), ``gate_memory`` grads)."""
+    batch = d_memory.shape[0]
     d_gates = np.empty_like(cache.gates)
-    d_memory = d_memory.transpose(1, 0, 2)  # [B, N, F] -> [N, B, F]
+    d_memory = _slot_major(d_memory)
     d_candidate = np.empty_like(d_memory)
     d_memory_prev = gates_step_backward(cache, 0, d_memory, d_gates, d_candidate)
-    grads, d_gate_x = gate_param_grads(cache, d_gates)
-    # [N, B, F] -> [B, N, F]
-    return d_candidate.transpose(1, 0, 2), d_memory_prev.transpose(1, 0, 2), d_gate_x[0], grads
+    grads, d_gate_x = gate_param_grads(cache, d_gates, batch)
+    d_candidate = _batch_major(d_candidate, batch)
+    return d_candidate, _batch_major(d_memory_prev, batch), d_gate_x[0], grads
 
 
 # --- the core -----------------------------------------------------------------
@@ -223,7 +237,7 @@ def gates_backward(d_memory, cache):
 class RMCCache(NamedTuple):
     input_proj: LinearCache
     gate_input: LinearCache | None
-    rows: np.ndarray  # (T + 1, N + 1, B, F): rows[t] = [M_{t-1}; u_t]; rows[T, :N] = M_T
+    rows: np.ndarray  # (T + 1, (N + 1) B, F): rows[t] = [M_{t-1}; u_t]; M_T in rows[T, :N B]
     blocks: list[BlockTape]  # one per block, each over all T steps
     block_weights: list[BlockWeights]
     gates: GateCache | None  # None when gate_style is None
@@ -313,10 +327,11 @@ class RelationalMemory(RecurrentModel):
 
         # Input projections for all steps at once.
         x_proj, input_proj = linear_forward(x, params["input_proj.W"], params["input_proj.b"])
-        rows = lease.empty((steps + 1, slots + 1, batch, mem_size), self.dtype)
-        rows[0, :slots] = np.eye(slots, mem_size, dtype=self.dtype)[:, None]  # initial_memory
-        rows[:steps, slots] = x_proj.transpose(1, 0, 2)  # [B, T, F] -> [T, B, F]
-        rows[steps, slots] = 0.0  # no input row after the last step
+        memory_rows = slots * batch  # N B
+        rows = lease.empty((steps + 1, memory_rows + batch, mem_size), self.dtype)
+        rows[0, :memory_rows] = _slot_major(initial_memory(batch, slots, mem_size, self.dtype))
+        rows[:steps, memory_rows:] = x_proj.transpose(1, 0, 2)  # [B, T, F] -> [T, B, F]
+        rows[steps, memory_rows:] = 0.0  # no input row after the last step
 
         block_weights = self._block_weights(batch, lease)
         tapes, block_input = [], rows[:steps]
@@ -328,35 +343,40 @@ class RelationalMemory(RecurrentModel):
         gate_x, gate_input, gate_tape = None, None, None
         if gated:
             gate_x, gate_input = self._gate_inputs(x_proj)
-            gate_tape = allocate_gate_tape(rows[:steps, :slots], params["gate_memory.W"], lease.empty)
+            gate_tape = allocate_gate_tape(
+                rows[:steps, :memory_rows], params["gate_memory.W"], lease.empty
+            )
 
         for t in range(steps):
             for tape, weights in zip(tapes, block_weights, strict=True):
                 block_step_forward(tape, t, weights)
-            candidate = tapes[-1].out[t]  # (N, B, F), the input row was dropped
+            candidate = tapes[-1].out[t]  # (N B, F), the input row was dropped
             if gated:
-                gates_step_forward(gate_tape, t, candidate, gate_x[t], rows[t + 1, :slots])
+                gates_step_forward(gate_tape, t, candidate, gate_x[t], rows[t + 1, :memory_rows])
             else:
-                rows[t + 1, :slots] = candidate
+                rows[t + 1, :memory_rows] = candidate
 
-        # [T, N, B, F] -> [B, T, N, F] -> [B, T, N F], a copy: rows goes back to the pool
-        features = rows[1:, :slots].transpose(2, 0, 1, 3).copy().reshape(batch, steps, -1)
+        # [T, N B, F] -> [T, N, B, F] -> [B, T, N, F] -> [B, T, N F], a copy: rows is pooled
+        memory = rows[1:, :memory_rows].reshape(steps, slots, batch, mem_size)
+        features = memory.transpose(2, 0, 1, 3).copy().reshape(batch, steps, -1)
         cache = RMCCache(input_proj, gate_input, rows, tapes, block_weights, gate_tape)
         return features, cache
 
     def _core_backward(self, d_features, cache, lease):
         batch, steps, _ = d_features.shape
         slots, mem_size = self.hyper.mem_slots, self.mem_size
-        # [B, T, N F] -> [B, T, N, F] -> [T, N, B, F]
+        memory_rows = slots * batch
+        # [B, T, N F] -> [B, T, N, F] -> [T, N, B, F] -> [T, N B, F]
         d_features = d_features.reshape(batch, steps, slots, mem_size).transpose(1, 2, 0, 3)
+        d_features = d_features.reshape(steps, memory_rows, mem_size)
         grad_tapes = [allocate_grad_tape(tape, lease.empty) for tape in cache.blocks]
-        d_rows = lease.empty((steps, slots + 1, batch, mem_size), d_features.dtype)
+        d_rows = lease.empty((steps, memory_rows + batch, mem_size), d_features.dtype)
         d_gates = None
         if cache.gates is not None:
             d_gates = lease.empty(cache.gates.gates.shape, d_features.dtype)
 
         # Walk the steps backward; the initial memory is constant, so its gradient is dropped.
-        d_memory = np.zeros((slots, batch, mem_size), dtype=d_features.dtype)
+        d_memory = np.zeros((memory_rows, mem_size), dtype=d_features.dtype)
         for t in reversed(range(steps)):
             if self.hyper.per_step_targets or t == steps - 1:  # d_features is zero elsewhere
                 d_memory = d_memory + d_features[t]
@@ -365,12 +385,12 @@ class RelationalMemory(RecurrentModel):
         return self._param_grads(cache, grad_tapes, d_rows, d_gates)
 
     def _step_backward(self, t, d_memory, cache, grad_tapes, d_rows, d_gates):
-        """Backward of step t from d_memory (N, B, F); return d_memory_prev (N, B, F).
+        """Backward of step t from d_memory (N B, F); return d_memory_prev (N B, F).
 
-        Fills step t of the gradient tapes, of d_rows (T, N + 1, B, F) and of d_gates.
+        Fills step t of the gradient tapes, of d_rows (T, (N + 1) B, F) and of d_gates.
         """
-        slots = self.hyper.mem_slots
-        d_candidate = grad_tapes[-1].d_out[t]  # (N, B, F)
+        memory_rows = d_memory.shape[0]
+        d_candidate = grad_tapes[-1].d_out[t]  # (N B, F)
         if d_gates is None:
             d_candidate[...] = d_memory
         else:
@@ -382,10 +402,10 @@ class RelationalMemory(RecurrentModel):
                 cache.blocks[block], grad_tapes[block], t, cache.block_weights[block], dz
             )
 
-        # M_{t-1} is also the first N rows of the first block's input.
+        # M_{t-1} is also the first N B rows of the first block's input.
         if d_gates is None:
-            return d_rows[t, :slots]
-        d_memory += d_rows[t, :slots]
+            return d_rows[t, :memory_rows]
+        d_memory += d_rows[t, :memory_rows]
         return d_memory
 
     def _param_grads(self, cache, grad_tapes, d_rows, d_gates):
@@ -399,9 +419,11 @@ class RelationalMemory(RecurrentModel):
                     key = f"attention_mlp.{j}.{name}"
                     grads[key] = grads[key] + value if key in grads else value
 
-        d_x_proj = d_rows[:, self.hyper.mem_slots].transpose(1, 0, 2)  # [T, B, F] -> [B, T, F]
+        batch = d_rows.shape[1] // (self.hyper.mem_slots + 1)
+        memory_rows = self.hyper.mem_slots * batch
+        d_x_proj = d_rows[:, memory_rows:].transpose(1, 0, 2)  # [T, B, F] -> [B, T, F]
         if d_gates is not None:
-            local, d_gate_x = gate_param_grads(cache.gates, d_gates)
+            local, d_gate_x = gate_param_grads(cache.gates, d_gates, batch)
             grads.update({f"gate_memory.{name}": value for name, value in local.items()})
             # [T, B, 2G] -> [B, T, 2G], back through u @ W_gx + b_gx for all steps at once
             d_from_gates, local = linear_backward(d_gate_x.transpose(1, 0, 2), cache.gate_input)
@@ -412,15 +434,19 @@ class RelationalMemory(RecurrentModel):
         return dx, grads
 
     def _trace(self, cache):
-        slots = self.hyper.mem_slots
+        slots, mem_size = self.hyper.mem_slots, self.mem_size
+        steps = cache.rows.shape[0] - 1
+        batch = cache.rows.shape[1] // (slots + 1)
         # L x [T, S, B, H, R] -> [T, L, S, B, H, R] -> [B, T, L, H, R, S]: row query, column key
         attention = np.stack([tape.weights for tape in cache.blocks], axis=1)
         trace = {"attention": attention.transpose(3, 0, 1, 4, 5, 2).copy()}
         if cache.gates is not None:
             width = self.gate_width
-            gates = cache.gates.gates.transpose(2, 0, 1, 3)  # [T, N, B, 2G] -> [B, T, N, 2G]
+            # [T, N B, 2G] -> [T, N, B, 2G] -> [B, T, N, 2G]
+            gates = cache.gates.gates.reshape(steps, slots, batch, -1).transpose(2, 0, 1, 3)
             trace["input_gate"] = gates[..., :width].copy()
             trace["forget_gate"] = gates[..., width:].copy()
-        # [T, N, B, F] -> [B, T, N, F]
-        trace["memory"] = cache.rows[1:, :slots].transpose(2, 0, 1, 3).copy()
+        # [T, N B, F] -> [T, N, B, F] -> [B, T, N, F]
+        memory = cache.rows[1:, : slots * batch].reshape(steps, slots, batch, mem_size)
+        trace["memory"] = memory.transpose(2, 0, 1, 3).copy()
         return trace
