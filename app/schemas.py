@@ -55,7 +55,8 @@ _TRAIN_DEFAULTS = {
 
 
 class RequestModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # Strict: JSON true is not the integer 1 nor the number 1.0, and "3" is not 3.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class CurriculumStage(RequestModel):

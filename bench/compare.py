@@ -10,11 +10,18 @@ NumPy, PyTorch, ..., so that a change in the load of a shared machine hits
 both. Between block pairs a short burst measures NumPy's float32 matmul rate,
 from which the compute-bound limit of each step follows (see bench/flops.py).
 
-The table gives ms/step as the median with min-max over blocks, steps/s and
-sequences/s from the median, the fraction of the compute-bound limit, and
-per model the ratio of NumPy steps/s to PyTorch steps/s: the ratio of the
-medians, with the min-max of the ratios of adjacent block pairs. The last
-line of output is one JSON object with every ratio, fraction and latency.
+Every block is timed twice: wall-clock time, which is what a user waits for,
+and the process's CPU time, which leaves out the time that other processes
+hold the core on a shared machine. The table gives ms/step on both clocks as
+the median with min-max over blocks, and steps/s and sequences/s from the
+wall median. The fraction of the compute-bound limit comes from the CPU
+median, because the matmul rate is measured in CPU time too. Per model it
+gives the ratio
+of NumPy steps/s to PyTorch steps/s on both clocks: the ratio of the
+medians, with the min-max of the ratios of adjacent block pairs. For the
+tracking configuration it also times batch-1 ``predict(x, trace=True)``. The
+last line of output is one JSON object with every ratio, fraction and latency
+(``latency_ms`` is the wall median).
 
 Thread counts are pinned before NumPy or PyTorch is imported: the
 environment variables of OpenBLAS, OpenMP and MKL, plus

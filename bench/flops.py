@@ -9,7 +9,7 @@ Counting: a product of (m, k) by (k, n) costs 2mkn FLOPs. The backward pass
 of every product computes the gradients of both factors, each as costly as
 the forward product, so a training step costs three times its forward
 matmuls. That includes the gradient with respect to the data ``x``, which the
-NumPy models return; it is below 0.5% of the total in every benchmark
+NumPy models return. It is below 0.5% of the total in every benchmark
 configuration.
 """
 
@@ -93,7 +93,7 @@ class MatmulRate:
     """Measure the float32 matmul rate of NumPy's BLAS in short bursts.
 
     Each burst times ``repeats`` products of every shape in CPU time and keeps
-    the best shape's median rate; bursts spread over a benchmark sample the
+    the best shape's median rate. Bursts spread over a benchmark sample the
     machine in the same state as the steps they are compared with.
 
     Args:

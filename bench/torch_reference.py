@@ -34,8 +34,8 @@ def _leaf(value, dtype):
     return torch.tensor(np.asarray(value), dtype=dtype, requires_grad=True)
 
 
-def readout_forward(features, layers):
-    """Apply the readout MLP, a list of (W (in, out), b) pairs, with ReLU between layers."""
+def mlp_forward(features, layers):
+    """Apply an MLP, a list of (W (in, out), b) pairs, with ReLU between layers and none after."""
     out = features
     for index, (weight, bias) in enumerate(layers):
         out = F.linear(out, weight.t(), bias)  # (..., in) @ (in, out) + (out,)
@@ -79,7 +79,7 @@ class TorchModel:
         """Return (outputs (B, O), or (B, T, O) for per-step targets, and the trace or None)."""
         features, trace_arrays = self.core_forward(x, trace)
         selected = features if self.per_step_targets else features[:, -1]
-        return readout_forward(selected, self._readout_layers()), trace_arrays
+        return mlp_forward(selected, self._readout_layers()), trace_arrays
 
     def numpy_grads(self):
         """Return the gradients as NumPy arrays under the NumPy model's names and shapes."""
@@ -131,14 +131,14 @@ class TorchRMC(TorchModel):
             z + attended, width, block["attention_norm.gain"], block["attention_norm.bias"],
             LAYER_NORM_EPS,
         )  # fmt: skip
-        hidden = readout_forward(z1, mlp)  # the shared row-wise MLP
+        hidden = mlp_forward(z1, mlp)  # the shared row-wise MLP
         out = F.layer_norm(
             z1 + hidden, width, block["mlp_norm.gain"], block["mlp_norm.bias"], LAYER_NORM_EPS
         )
         return out, weights
 
     def gate_forward(self, candidate, memory, gate_x):
-        """Return (M_t, input gate, forget gate) from C, M_{t-1} (B, N, F) and gate_x (B, 2G)."""
+        """Return (M_t, input gate, forget gate) from C, M_{t-1} (B, N, F) and u @ W_gx + b_gx."""
         p = self.params
         pre = F.linear(torch.tanh(memory), p["gate_memory.W"].t(), p["gate_memory.b"])
         pre = pre + gate_x[:, None]  # (B, N, 2G), the input part broadcast over slots

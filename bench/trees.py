@@ -4,8 +4,8 @@
     python bench/trees.py --config tracking --model rmc /tmp/before .
 
 Each TREE is a folder that contains a ``models`` package. All trees are loaded
-into one process (each import of ``models`` is removed from ``sys.modules``
-before the next tree's), so they run on the same batches with the same thread
+into one process: each import of ``models`` is removed from ``sys.modules``
+before the next tree's. So they run on the same batches with the same thread
 settings, in blocks that alternate between the trees after a warm-up. The
 table gives CPU and wall ms per training step (median with min-max) and the
 speed-up of each tree over the first, as the ratio of CPU medians. A step is

@@ -21,10 +21,10 @@ separately because the RMC shares it between its blocks. Sonnet 1
 ``RelationalMemory._attend_over_memory`` does the same: it builds the MLP once
 before the loop over blocks, and a new qkv map and new layer norms per block.
 
-Implementation. The RMC applies a block at every step of a sequence, so the
-activations a block saves for its backward pass live on a ``BlockTape``:
-arrays with a leading step axis S, allocated once per sequence and written in
-place step by step. The backward pass through time computes only gradients
+Implementation. The RMC applies a block at every step of a sequence. The
+activations a block saves for its backward pass therefore live on a
+``BlockTape``: arrays with a leading step axis S, allocated once per
+sequence and written in place step by step. The backward pass through time computes only gradients
 with respect to activations, into a ``BlockGradTape`` of the same layout, and
 ``block_param_grads`` then takes every parameter gradient of the block with
 one matmul or one sum over all S steps at once. ``attention_block_forward``
@@ -71,9 +71,9 @@ class BlockWeights(NamedTuple):
     """One block's parameters as the step functions use them, built by ``prepare_block``.
 
     Vectors that every step adds or multiplies row by row are stored tiled to
-    the full (R B, width) shape of a step's rows: NumPy runs an operation on
-    two arrays of the same shape in one vectorised loop, but a broadcast over
-    rows as one short loop per row, two to three times slower on these sizes.
+    the full (R B, width) shape of a step's rows. NumPy runs an operation on
+    two arrays of the same shape as one vectorised loop, but a broadcast over
+    rows as one short loop per row, 1.5 to 2.5 times slower at these sizes.
     """
 
     num_heads: int
@@ -96,7 +96,7 @@ def prepare_block(block, mlp_layers, num_heads, key_size, row_shape, empty=np.em
     """Return the ``BlockWeights`` of a block and the shared MLP for steps of rows (R, B).
 
     The qkv layer norm subtracts the row mean of ``z @ W + b``, which is
-    ``z @ mean_cols(W) + mean(b)``; taking those means out of W and b once per
+    ``z @ mean_cols(W) + mean(b)``. Taking those means out of W and b once per
     sequence gives outputs of zero mean directly, so no step subtracts them.
     ``empty(shape, dtype)`` allocates the tiles, ``np.empty`` or ``PoolLease.empty``.
     """

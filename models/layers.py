@@ -105,9 +105,9 @@ def layer_norm_into(x, gain, bias, out, x_hat, inv_std, centred=False):
     ``gain`` and ``bias`` are (D,) or already tiled to the shape of x, which
     NumPy applies faster (see ``models.attention.BlockWeights``). Writes the
     output to ``out`` and the normalised input to ``x_hat``, both
-    (..., D), and the inverse standard deviation to ``inv_std`` (..., 1), which
-    are what ``layer_norm_backward_into`` needs; none of them may share memory
-    with x. With ``centred=True`` the caller guarantees that every row of x
+    (..., D), and the inverse standard deviation to ``inv_std`` (..., 1): what
+    ``layer_norm_backward_into`` needs. None of them may share memory with x.
+    With ``centred=True`` the caller guarantees that every row of x
     already has mean zero, as the output of a linear map whose weight and bias
     have zero row means does, and the mean is not subtracted again.
     """
@@ -124,12 +124,13 @@ def layer_norm_into(x, gain, bias, out, x_hat, inv_std, centred=False):
 def layer_norm_backward_into(d_out, x_hat, inv_std, gain, out, centre=True):
     """Write the gradient with respect to the input of a layer norm into ``out`` (..., D).
 
-    ``gain`` is (D,) or tiled to the shape of ``d_out``. Only the input gradient: the gain and bias gradients are sums over rows of
+    ``gain`` is (D,) or tiled to the shape of ``d_out``. Only the input
+    gradient: the gain and bias gradients are sums over rows of
     ``d_out * x_hat`` and ``d_out``, left to the caller so that it can take
     them over many steps at once. With ``centre=False`` the row mean of the
-    gradient is not removed; the result is then the gradient only after a
-    projection onto zero-mean rows, which a following product with a weight
-    of zero row means, ``out @ W.T``, applies for free.
+    gradient is not removed. The result is then the gradient only after a
+    projection onto zero-mean rows, which a following product ``out @ W.T``
+    with a weight W of zero row means applies for free.
     """
     # Through the normalisation: remove the components along x_hat and along the mean.
     np.multiply(d_out, gain, out=out)  # d_x_hat
@@ -172,7 +173,7 @@ def relu_backward(d_out, mask):
 def _sigmoid_of_doubled(half):
     """Overwrite ``half`` = x / 2 with sigmoid(x) = 0.5 * (1 + tanh(x / 2)).
 
-    The tanh form equals 1 / (1 + exp(-x)) and never overflows.
+    The tanh form equals 1 / (1 + exp(-x)), and tanh cannot overflow.
     """
     np.tanh(half, out=half)
     half += 1.0

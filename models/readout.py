@@ -43,16 +43,20 @@ class ArrayPool:
 
     The cores write a whole sequence's activations into buffers of hundreds of
     kilobytes to tens of megabytes. Freed, such buffers go back to the operating
-    system, and the first write to every page of a new one is a page fault;
-    measured on the tracking benchmark, that cost about a fifth of a training
-    step. A forward pass takes its buffers through a ``PoolLease``, and
+    system, and the first write to every page of a new one is a page fault.
+    On the RMC configurations of bench/compare.py, reusing them cut the time
+    of a training step by 19 to 32% (bench/trees.py, docs/benchmarks.md).
+
+    A forward pass takes its buffers through a ``PoolLease``, and
     ``loss_and_grads`` and ``predict``, which keep no cache, give them back at
     the end. The caches of ``forward`` keep their buffers, so ``backward`` may
-    run on a cache any number of times.
+    run on a cache any number of times. The pool keeps buffers of every shape
+    it has seen, such as the training batch and the evaluation chunks, up to
+    ``max_bytes``.
 
     Args:
-        max_bytes: the most memory kept for reuse; buffers given back beyond it
-            are left to the garbage collector.
+        max_bytes: the maximum memory kept for reuse, in bytes. Buffers given
+            back beyond it are left to the garbage collector.
     """
 
     def __init__(self, max_bytes=512 * 2**20):
@@ -95,7 +99,7 @@ class PoolLease:
         return array
 
     def release(self):
-        """Give every buffer back to the pool; the arrays must not be read afterwards."""
+        """Give every buffer back to the pool. The arrays must not be read afterwards."""
         arrays, self._arrays = self._arrays, []
         self._pool.give_back(arrays)
 

@@ -143,7 +143,7 @@ def constant_gate_bias(gate_width, dtype):
 def gates_step_forward(tape, t, candidate, gate_x, memory):
     """Gate the candidate (N B, F) of step t into ``memory`` (N B, F), written in place.
 
-    ``gate_x`` (B, 2G) holds every term of the pre-activations that does not
+    ``gate_x`` (B, 2G) is the sum of the pre-activations' terms that do not
     depend on the memory: ``u @ W_gx + b_gx + b_gm`` plus the constant biases.
     """
     width = tape.gates.shape[-1] // 2  # G
