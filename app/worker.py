@@ -24,7 +24,7 @@ import models
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.npz"
-# Added to the worker process's nice value (0 to 19, higher is lower priority).
+# Increment of each worker process's nice value; a higher nice value is a lower CPU priority.
 WORKER_NICENESS = 5
 CONFIG_NAME = "config.json"
 

@@ -6,9 +6,10 @@ have a documented status code and content type and must match the documented sch
 negative requests must be rejected with a 4xx. Requests that fit the schema can still
 break the server's rules between fields or its limits, so a 2xx is not required.
 
-schemathesis 4.32's pytest plugin (``schema.parametrize``) fails under pytest 9 (it sets
-``request.node._nodeid``), so the operations are parametrized here and each test draws
-cases from schemathesis's own strategy for its operation with ``hypothesis.given``.
+schemathesis 4.32's pytest plugin (``schema.parametrize``) fails under pytest 9 because it
+reads ``request.node._nodeid``, which pytest 9 no longer has. So the operations are
+parametrized here, and each test draws cases from schemathesis's own strategy for its
+operation with ``hypothesis.given``.
 
 The server gets one run slot and a cancel grace of 0.2 s, and after every successful
 state-changing request each queued or running run is cancelled: a queued run ends
