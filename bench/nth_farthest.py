@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -176,6 +177,23 @@ def machine_description(threads: int) -> str:
     )
 
 
+def code_version() -> str:
+    """Return the git commit of the repository, with "+changes" when the tree differs from it."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown (git not found)"
+    return f"{commit or 'unknown'}{'+changes' if changed else ''}"
+
+
 def write_results(out: Path, threads: int, command: str) -> None:
     rows = [row for folder in sorted(out.iterdir()) if folder.is_dir()
             if (row := describe_run(folder)) is not None]  # fmt: skip
@@ -183,6 +201,7 @@ def write_results(out: Path, threads: int, command: str) -> None:
         "# N-th farthest runs\n\n"
         f"Command: `{command}`\n\n"
         f"Machine at the last update: {machine_description(threads)}\n\n"
+        f"Code at the last update: {code_version()}\n\n"
         f"{results_table(rows)}\n"
     )
     (out / "results.md").write_text(text)
@@ -204,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         ["python bench/nth_farthest.py", *(argv if argv is not None else sys.argv[1:])]
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    logger.info("machine: %s", machine_description(args.threads))
+    logger.info("machine: %s; code %s", machine_description(args.threads), code_version())
     for seed in args.seeds:
         for curriculum in (mode == "on" for mode in args.curriculum):
             for model in args.models:

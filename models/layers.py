@@ -170,7 +170,7 @@ def relu_backward(d_out, mask):
     return d_out * mask
 
 
-def _sigmoid_of_doubled(half):
+def sigmoid_of_halved(half):
     """Overwrite ``half`` = x / 2 with sigmoid(x) = 0.5 * (1 + tanh(x / 2)).
 
     The tanh form equals 1 / (1 + exp(-x)), and tanh cannot overflow.
@@ -183,13 +183,13 @@ def _sigmoid_of_doubled(half):
 def sigmoid_in_place(x):
     """Overwrite x with sigmoid(x); return x."""
     x *= 0.5
-    _sigmoid_of_doubled(x)
+    sigmoid_of_halved(x)
     return x
 
 
 def sigmoid_forward(x):
     out = np.multiply(x, 0.5)
-    _sigmoid_of_doubled(out)
+    sigmoid_of_halved(out)
     return out, out
 
 

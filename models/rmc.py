@@ -65,7 +65,7 @@ from models.layers import (
     init_linear,
     linear_backward,
     linear_forward,
-    sigmoid_in_place,
+    sigmoid_of_halved,
     sum_rows,
 )
 from models.readout import ModelConfig, RecurrentModel
@@ -113,8 +113,8 @@ class GateCache(NamedTuple):
     """Gate activations over S steps, written by ``gates_step_forward``."""
 
     memory_prev: np.ndarray  # (S, N B, F) memory before each step, owned by the caller
-    weight: np.ndarray  # (F, 2G) gate_memory.W
-    weight_t: np.ndarray  # (2G, F) its transpose, contiguous for the backward
+    half_weight: np.ndarray  # (F, 2G) gate_memory.W / 2, the sigmoid's halving folded in
+    weight_t: np.ndarray  # (2G, F) gate_memory.W transposed, contiguous for the backward
     tanh_memory: np.ndarray  # (S, N B, F)
     gates: np.ndarray  # (S, N B, 2G) sigmoid outputs in the order [i | f]
     tanh_candidate: np.ndarray  # (S, N B, F)
@@ -127,7 +127,7 @@ def allocate_gate_tape(memory_prev, weight, empty=np.empty):
     """
     return GateCache(
         memory_prev=memory_prev,
-        weight=weight,
+        half_weight=weight * 0.5,  # exact in binary floating point
         weight_t=np.ascontiguousarray(weight.T),
         tanh_memory=empty(memory_prev.shape, weight.dtype),
         gates=empty((*memory_prev.shape[:-1], weight.shape[1]), weight.dtype),
@@ -140,19 +140,20 @@ def constant_gate_bias(gate_width, dtype):
     return np.repeat(np.array([INPUT_GATE_BIAS, FORGET_GATE_BIAS], dtype=dtype), gate_width)
 
 
-def gates_step_forward(tape, t, candidate, gate_x, memory):
+def gates_step_forward(tape, t, candidate, half_gate_x, memory):
     """Gate the candidate (N B, F) of step t into ``memory`` (N B, F), written in place.
 
-    ``gate_x`` (B, 2G) is the sum of the pre-activations' terms that do not
-    depend on the memory: ``u @ W_gx + b_gx + b_gm`` plus the constant biases.
+    ``half_gate_x`` (B, 2G) is half the sum of the pre-activations' terms that
+    do not depend on the memory: ``(u @ W_gx + b_gx + b_gm + constant biases) / 2``.
+    The pre-activations are therefore computed halved, as the sigmoid's tanh form needs.
     """
     width = tape.gates.shape[-1] // 2  # G
     tanh_memory = np.tanh(tape.memory_prev[t], out=tape.tanh_memory[t])
     gates = tape.gates[t]  # (N B, 2G)
-    np.matmul(tanh_memory, tape.weight, out=gates)  # (N B, F) @ (F, 2G)
-    per_slot = gates.reshape(-1, *gate_x.shape)  # [N B, 2G] -> [N, B, 2G]
-    per_slot += gate_x  # the input part, broadcast over slots
-    sigmoid_in_place(gates)
+    np.matmul(tanh_memory, tape.half_weight, out=gates)  # (N B, F) @ (F, 2G)
+    per_slot = gates.reshape(-1, *half_gate_x.shape)  # [N B, 2G] -> [N, B, 2G]
+    per_slot += half_gate_x  # the input part, broadcast over slots
+    sigmoid_of_halved(gates)
     tanh_candidate = np.tanh(candidate, out=tape.tanh_candidate[t])
     np.multiply(gates[..., :width], tanh_candidate, out=memory)
     memory += gates[..., width:] * tape.memory_prev[t]
@@ -215,7 +216,7 @@ def gates_forward(candidate, memory_prev, gate_x, weight, bias):
     tape = allocate_gate_tape(_slot_major(memory_prev)[None], weight)  # one step
     gate_x = gate_x + bias + constant_gate_bias(weight.shape[1] // 2, weight.dtype)  # (B, 2G)
     memory = np.empty(tape.memory_prev.shape[1:], dtype=weight.dtype)  # (N B, F)
-    gates_step_forward(tape, 0, _slot_major(candidate), gate_x, memory)
+    gates_step_forward(tape, 0, _slot_major(candidate), gate_x * 0.5, memory)
     return _batch_major(memory, batch), tape
 
 
@@ -313,11 +314,12 @@ class RelationalMemory(RecurrentModel):
         return weights
 
     def _gate_inputs(self, x_proj):
-        """Return the memory-free gate pre-activations, time-major (T, B, 2G), and their cache."""
+        """Return half the memory-free gate pre-activations, time-major (T, B, 2G), and a cache."""
         params = self.params
         gate_x, gate_input = linear_forward(x_proj, params["gate_input.W"], params["gate_input.b"])
         # The memory term's bias and the constant biases join the input term once per sequence.
         gate_x += params["gate_memory.b"] + constant_gate_bias(self.gate_width, self.dtype)
+        gate_x *= 0.5  # the steps compute the pre-activations halved, see gates_step_forward
         return gate_x.transpose(1, 0, 2), gate_input  # [B, T, 2G] -> [T, B, 2G]
 
     def _core_forward(self, x, lease):
