@@ -11,13 +11,16 @@ cluster schedules on any worker thread:
   the ``Recorder``, so the store and the websockets see the same events as with local
   workers, in the order the task sent them.
 - Checkpoint. The task returns the checkpoint's bytes as its result, because a worker on
-  another machine cannot write into this server's data folder. On ``finished`` the
-  monitor fetches the result and writes ``checkpoint.npz`` and ``config.json`` into the
-  run's folder before recording the run's end.
+  another machine cannot write into this server's data folder. The ``finished`` record
+  arrives before the scheduler marks the task done, so the monitor keeps it until the
+  future is done (at most ``CALL_TIMEOUT_SECONDS``) and goes on draining other runs'
+  events meanwhile. Then it writes ``checkpoint.npz`` and ``config.json`` into the run's
+  folder and records the run's end.
 - Cancel. A queued task is cancelled in the scheduler. A running task polls a distributed
   ``Event`` at most every ``CANCEL_POLL_SECONDS`` and stops between steps once it is set.
   Dask cannot interrupt a running thread, so a task that keeps running past the grace
-  period is recorded as cancelled and left to finish on its worker.
+  period is recorded as cancelled and left to finish on its worker. A run that the user
+  cancelled is recorded as cancelled however its task ends.
 
 Workers must be able to import this project (``pip install relmem-explorer`` in the
 workers' environment). Every scheduler call has a timeout, and the monitor thread logs
@@ -158,6 +161,9 @@ class _DaskJob:
     cancel_reason: str | None = None
     cancel_requested_at: float | None = None
     ended_at: float | None = None
+    # The task's finished record, kept until its future is done, and its arrival time.
+    finished_event: dict | None = None
+    finished_at: float | None = None
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -347,9 +353,20 @@ class DaskRunner:
             job.started = True
             self.recorder.run_started(run_id)
         elif kind == "finished":
-            self._finish(job, event)
+            job.finished_event, job.finished_at = event, time.monotonic()
+            self._finish_when_done(job)
         else:
             self.recorder.worker_event(run_id, event)
+
+    def _finish_when_done(self, job: _DaskJob) -> None:
+        """Record the run's end once its future is done, or once waiting for it timed out.
+
+        Waiting here instead of in ``future.result`` keeps the monitor draining the events
+        of every other run while the scheduler catches up with this task's end.
+        """
+        waited = time.monotonic() - job.finished_at
+        if job.future.done() or waited >= CALL_TIMEOUT_SECONDS:
+            self._finish(job, job.finished_event)
 
     def _finish(self, job: _DaskJob, event: dict) -> None:
         status, error = event.get("status"), event.get("error")
@@ -362,6 +379,9 @@ class DaskRunner:
             except Exception as exc:
                 logger.exception("run %s: fetching its checkpoint from Dask failed", job.run_id)
                 status, error = "failed", f"could not fetch the checkpoint from Dask: {exc}"
+        if job.cancel_reason == "user" and status == "failed":
+            # The user's cancel decides the status, and the error says how the task ended.
+            status = "cancelled"
         with self._lock:
             job.reported = True
             self._jobs.pop(job.run_id, None)
@@ -376,6 +396,8 @@ class DaskRunner:
         self._forget_cancel_event(job)
 
     def _save_result(self, job: _DaskJob) -> bool:
+        if not job.future.done():
+            raise TimeoutError(f"the task was not done {CALL_TIMEOUT_SECONDS:.0f} s after it ended")
         result = job.future.result(timeout=CALL_TIMEOUT_SECONDS)
         if not result or result.get("checkpoint") is None:
             return False
@@ -392,6 +414,10 @@ class DaskRunner:
         with self._lock:
             jobs = list(self._jobs.values())
         for job in jobs:
+            if job.finished_event is not None:
+                if not job.reported:
+                    self._finish_when_done(job)
+                continue
             state = job.future.status
             if state in ("error", "cancelled", "lost") or (
                 state == "finished" and not job.reported

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import docs_ui
 from app.hub import Hub
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         logger.warning("app.routes.pages is missing; serving the API without pages")
     else:
         app.include_router(pages.router)
+        app.add_exception_handler(StarletteHTTPException, pages.not_found_handler)
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

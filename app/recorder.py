@@ -7,6 +7,7 @@ writes, so a subscriber that reads the store after subscribing misses nothing.
 """
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Mapping
@@ -59,15 +60,18 @@ class Recorder:
             if kind == "metric":
                 self._record_metric(run_id, event)
             elif kind == "log":
-                message = {
-                    "type": "log",
-                    "run_id": run_id,
-                    "message": str(event.get("message", "")),
-                    "time": utc_now(),
-                }
-                self.hub.publish_threadsafe(run_channel(run_id), message)
+                self._record_log(run_id, str(event.get("message", "")))
             else:
                 logger.warning("run %s: ignored a worker event of type %r", run_id, kind)
+
+    def _record_log(self, run_id: str, text: str) -> None:
+        message = {"type": "log", "run_id": run_id, "message": text, "time": utc_now()}
+        try:
+            message["id"] = self.store.add_log(run_id, message["time"], text)
+        except sqlite3.IntegrityError:
+            logger.warning("run %s: ignored a log line of a run that is not stored", run_id)
+            return
+        self.hub.publish_threadsafe(run_channel(run_id), message)
 
     def _record_metric(self, run_id: str, event: Mapping) -> None:
         try:

@@ -40,6 +40,9 @@ METRIC_PAGE_ROWS = 2000
 
 SCHEMA_VERSION = 2
 
+# Log lines kept per run; older lines are deleted as new ones arrive.
+MAX_LOG_LINES = 1000
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -72,6 +75,13 @@ CREATE TABLE IF NOT EXISTS metrics (
     extra TEXT,
     PRIMARY KEY (run_id, step)
 );
+CREATE TABLE IF NOT EXISTS logs (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    time TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_by_run ON logs (run_id, id);
 CREATE TABLE IF NOT EXISTS sweeps (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -119,7 +129,9 @@ class Store:
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(runs)")}
         if "sweep_id" not in columns:
             self._conn.execute("ALTER TABLE runs ADD COLUMN sweep_id TEXT")
-            logger.info("added the column runs.sweep_id to %s", self.path)
+            # A fresh file has user_version 0, and its new table is no migration to report.
+            if self._conn.execute("PRAGMA user_version").fetchone()[0]:
+                logger.info("added the column runs.sweep_id to %s", self.path)
         self._conn.execute("CREATE INDEX IF NOT EXISTS runs_by_sweep ON runs (sweep_id)")
 
     def close(self) -> None:
@@ -231,7 +243,7 @@ class Store:
         return ids
 
     def delete_run(self, run_id: str) -> bool:
-        """Delete a run and its metric rows; return whether it existed."""
+        """Delete a run, its metric rows and its log lines; return whether it existed."""
         with self._lock, self._conn:
             cursor = self._conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
             return cursor.rowcount > 0
@@ -300,6 +312,36 @@ class Store:
                 (row["step"], run_id),
             )
         return row
+
+    # Log lines
+
+    def add_log(self, run_id: str, time: str, message: str) -> int:
+        """Store one log line of a run and return its id, which grows with every line.
+
+        Only the run's last ``MAX_LOG_LINES`` lines are kept.
+
+        Raises:
+            sqlite3.IntegrityError: when no run has the id ``run_id``.
+        """
+        with self._lock, self._conn:
+            cursor = self._conn.execute(
+                "INSERT INTO logs (run_id, time, message) VALUES (?, ?, ?)",
+                (run_id, time, message),
+            )
+            self._conn.execute(
+                "DELETE FROM logs WHERE run_id = ? AND id <= (SELECT id FROM logs"
+                " WHERE run_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (run_id, run_id, MAX_LOG_LINES),
+            )
+            return cursor.lastrowid
+
+    def get_logs(self, run_id: str) -> list[dict]:
+        """Return the run's stored log lines, oldest first, as ``{"id", "time", "message"}``."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, time, message FROM logs WHERE run_id = ? ORDER BY id", (run_id,)
+            ).fetchall()
+        return [dict(row) for row in rows]
 
     def get_metrics(self, run_id: str) -> list[dict]:
         """Return the run's metric rows in step order.

@@ -122,8 +122,13 @@ def _relocate(error: dict, grid_keys: list[str], cell: dict) -> dict:
         located["loc"] = ["body", "grid", path]
     else:
         located["loc"] = ["body", "base", *loc]
-    located["msg"] = f"grid cell {cell}: {error.get('msg', 'invalid value')}"
+    located["msg"] = f"grid cell {describe_cell(cell)}: {error.get('msg', 'invalid value')}"
     return located
+
+
+def describe_cell(cell: dict) -> str:
+    """Describe a cell's values as ``mem_slots=2, num_heads=1``, without option prefixes."""
+    return ", ".join(f"{key.partition('.')[2] or key}={value}" for key, value in cell.items())
 
 
 def _resolve_cell(body: dict, grid_keys: list[str], cell: dict) -> tuple[RunCreate, ResolvedRun]:

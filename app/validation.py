@@ -216,28 +216,52 @@ def _check_memory_width(hyper: dict) -> None:
         raise FieldErrors([field_error(("model_options", "head_size"), message, width)])
 
 
+# The options that set a model's size: its parameter count and activation memory.
+SIZE_OPTIONS = {
+    "rmc": ("mem_slots", "num_heads", "head_size", "readout_hidden"),
+    "lstm": ("hidden_size", "readout_hidden"),
+}
+
+
+def _size_options(model: str) -> str:
+    names = SIZE_OPTIONS.get(model, ())
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "the model size"
+
+
 def _check_cost(cost: limits.RunCost, request: RunCreate) -> None:
+    """Reject a run over the size, memory or compute limits.
+
+    A limit that several fields drive gets one error per field, with the same message, so
+    that a form can show it beside each of them. Size errors go to ``model_options``.
+    """
     errors = []
+    size_options = _size_options(request.model)
     if cost.parameters > limits.MAX_PARAMETERS:
         message = (
             f"the model would have {cost.parameters:,} parameters, more than the limit of "
-            f"{limits.MAX_PARAMETERS:,}; reduce the memory size or the readout widths"
+            f"{limits.MAX_PARAMETERS:,}; reduce {size_options}"
         )
         errors.append(field_error(("model_options",), message, cost.parameters))
     if cost.memory_bytes > limits.MAX_MEMORY_BYTES:
         message = (
             f"estimated training memory {cost.memory_bytes / 2**30:.1f} GiB exceeds the limit "
             f"of {limits.MAX_MEMORY_BYTES / 2**30:.0f} GiB at batch_size {request.batch_size}; "
-            "reduce batch_size or the model size"
+            f"reduce batch_size or the model size ({size_options})"
         )
         errors.append(field_error(("batch_size",), message, request.batch_size))
+        errors.append(field_error(("model_options",), message, None))
     if cost.flops > limits.MAX_TRAINING_FLOPS:
+        sequences = request.steps * request.batch_size
+        factor = cost.flops / limits.MAX_TRAINING_FLOPS
         message = (
             f"estimated compute {cost.flops:.2g} floating-point operations exceeds the limit "
-            f"of {limits.MAX_TRAINING_FLOPS:.0g} at {request.steps} steps; reduce steps, "
-            "batch_size or the model size"
+            f"of {limits.MAX_TRAINING_FLOPS:.0g}: steps × batch_size = {request.steps:,} × "
+            f"{request.batch_size} = {sequences:,} training sequences; reduce that product "
+            f"at least {factor:.2g}-fold (fewer steps or a smaller batch_size), "
+            f"or reduce {size_options}"
         )
         errors.append(field_error(("steps",), message, request.steps))
+        errors.append(field_error(("batch_size",), message, request.batch_size))
     if errors:
         raise FieldErrors(errors)
 
@@ -290,8 +314,23 @@ def _compact(error: dict) -> dict:
     return compact
 
 
+def _json_error(error: dict, body: Any) -> dict:
+    """Describe a body that is not JSON with the parser's reason, line and column."""
+    reason = error.get("ctx", {}).get("error", "invalid JSON")
+    position = error["loc"][-1] if isinstance(error["loc"][-1], int) else 0
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    message = f"request body is not valid JSON: {reason} at line {line} column {column}"
+    excerpt = text if len(text) <= 80 else text[:77] + "..."
+    return {"loc": ["body"], "msg": message, "type": "json_invalid", "input": excerpt}
+
+
 async def request_validation_handler(request: Request, exc: RequestValidationError):
-    errors = [_compact(error) for error in exc.errors()]
+    errors = [
+        _json_error(error, exc.body) if error.get("type") == "json_invalid" else _compact(error)
+        for error in exc.errors()
+    ]
     return JSONResponse(status_code=422, content=jsonable_encoder({"detail": errors}))
 
 

@@ -104,6 +104,11 @@ def _format_accuracy(value: float | None) -> str:
     return "" if value is None else f", accuracy {value:.4f}"
 
 
+def _format_baselines(baselines: dict[str, float]) -> str:
+    """Format baseline losses as ``mean 0.0793, last_seen 0.00143`` (3 significant digits)."""
+    return ", ".join(f"{name} {value:.3g}" for name, value in baselines.items())
+
+
 def train(
     config: TrainConfig,
     rng: np.random.Generator | None = None,
@@ -187,7 +192,8 @@ def train(
     _emit_log(
         emit,
         f"training {status} after {run.step} steps in {summary['seconds']:.1f} s: "
-        f"test loss {run.test_loss}{_format_accuracy(run.test_accuracy)}; baselines {baselines}",
+        f"test loss {run.test_loss}{_format_accuracy(run.test_accuracy)}; "
+        f"baselines: {_format_baselines(baselines)}",
     )
     return TrainResult(status=status, model=model, summary=summary, metrics=run.metrics)
 

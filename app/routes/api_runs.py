@@ -130,6 +130,14 @@ def get_metrics(
     )
 
 
+@router.get("/{run_id}/logs", responses=ERROR_RESPONSES)
+def get_logs(run_id: str, request: Request) -> list[dict]:
+    """Return the run's stored log lines (its last 1,000), oldest first."""
+    store = get_store(request)
+    require_run(store, run_id)
+    return store.get_logs(run_id)
+
+
 def metrics_csv(metrics: list[dict]) -> str:
     """Format metric rows as CSV: the standard columns first, then any extra fields."""
     columns = ["run_id", *METRIC_FIELDS]

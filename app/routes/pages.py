@@ -13,7 +13,9 @@ from typing import Any
 
 import plotly
 from fastapi import APIRouter, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.routes.common import RUN_ID_PATTERN
 
@@ -40,6 +42,24 @@ def _render(
     context.setdefault("plotly_src", f"{PLOTLY_URL}?v={plotly.__version__}")
     return request.app.state.templates.TemplateResponse(
         request, template, context, status_code=status_code
+    )
+
+
+async def not_found_handler(request: Request, exc: StarletteHTTPException) -> Response:
+    """Answer a browser's 404 outside ``/api/`` and ``/ws/`` with the HTML page.
+
+    Every other error, and every request of an API client, gets FastAPI's JSON body.
+    """
+    wants_html = "text/html" in request.headers.get("accept", "")
+    api_path = request.url.path.startswith(("/api/", "/ws/"))
+    if exc.status_code != 404 or not wants_html or api_path:
+        return await http_exception_handler(request, exc)
+    return _render(
+        request,
+        "not_found.html",
+        status_code=404,
+        page="not-found",
+        message=f"No page at {request.url.path!r}.",
     )
 
 

@@ -51,8 +51,8 @@ async def run_events(websocket: WebSocket, run_id: str) -> None:
         if snapshot is None:
             await websocket.close(CLOSE_NOT_FOUND, f"run {run_id} not found")
             return
-        run, metrics, text = snapshot
-        await _stream(websocket, subscription, text, _RunFilter(run, metrics).is_new)
+        run, metrics, logs, text = snapshot
+        await _stream(websocket, subscription, text, _RunFilter(run, metrics, logs).is_new)
     finally:
         hub.unsubscribe(subscription)
 
@@ -75,20 +75,26 @@ def _encode_text(payload: dict) -> str:
     return encode_json(payload).decode()
 
 
-def _run_snapshot(store: Store, run_id: str) -> tuple[dict, list[dict], str] | None:
-    """Return the run, its metrics and the snapshot message text, or None for no such run."""
+def _run_snapshot(store: Store, run_id: str) -> tuple[dict, list[dict], list[dict], str] | None:
+    """Return the run, its metrics, its log lines and the snapshot message text.
+
+    Returns None when there is no such run.
+    """
     run = store.get_run(run_id)
     if run is None:
         return None
     metrics = store.get_metrics(run_id)
-    return run, metrics, _encode_text({"type": "snapshot", "run": run, "metrics": metrics})
+    logs = store.get_logs(run_id)
+    snapshot = {"type": "snapshot", "run": run, "metrics": metrics, "logs": logs}
+    return run, metrics, logs, _encode_text(snapshot)
 
 
 class _RunFilter:
     """Skip live events of one run that its snapshot already contains."""
 
-    def __init__(self, run: dict, metrics: list[dict]):
+    def __init__(self, run: dict, metrics: list[dict], logs: list[dict]):
         self.last_step = metrics[-1]["step"] if metrics else None
+        self.last_log_id = logs[-1]["id"] if logs else None
         self.last_run = run
 
     def is_new(self, payload: dict) -> bool:
@@ -97,6 +103,9 @@ class _RunFilter:
             if self.last_step is not None and payload["step"] <= self.last_step:
                 return False
             self.last_step = payload["step"]
+        elif kind == "log" and self.last_log_id is not None and "id" in payload:
+            if payload["id"] <= self.last_log_id:
+                return False
         elif kind == "status":
             if payload["run"] == self.last_run:
                 return False

@@ -67,14 +67,23 @@ function steps(values) {
   return values.map((_, step) => step);
 }
 
+/**
+ * Lay out an analysis chart: the title is below the modebar's row, and the legend is
+ * to the right of the plot, clear of the x axis title.
+ */
 function layoutFor(title, xTitle, yTitle) {
   const layout = baseLayout({ title, xTitle, yTitle, uirevision: "analysis" });
-  layout.margin = { l: 56, r: 12, t: 56, b: 90 };
-  layout.legend = { orientation: "h", yanchor: "top", y: -0.3 };
+  layout.title = { ...layout.title, yref: "container", y: 1, yanchor: "top", pad: { t: 34 } };
+  layout.margin = { l: 56, r: 12, t: 76, b: 52 };
+  layout.legend = { orientation: "v", x: 1.02, xanchor: "left", y: 1, yanchor: "top" };
   return layout;
 }
 
-function lines(div, series, { title, xTitle = "timestep", yTitle, range, shapes = [] }) {
+function lines(
+  div,
+  series,
+  { title, xTitle = "timestep", yTitle, range, shapes = [], annotations = [] },
+) {
   const traces = series.map(({ name, y, dash }, index) => ({
     x: steps(y),
     y,
@@ -86,6 +95,7 @@ function lines(div, series, { title, xTitle = "timestep", yTitle, range, shapes 
   const layout = layoutFor(title, xTitle, yTitle);
   if (range) layout.yaxis.range = range;
   layout.shapes = shapes;
+  layout.annotations = annotations;
   window.Plotly.react(div, traces, layout, PLOT_CONFIG);
 }
 
@@ -98,6 +108,11 @@ function slotSeries(values, pick = (row) => row, names = null) {
   }));
 }
 
+function runLabel(analysis) {
+  const run = runs.find((item) => item.id === analysis.run_id);
+  return `${run ? run.name : analysis.run_id} (${analysis.model})`;
+}
+
 /** Draw each run's gradient norm per input step as a share of its total over the steps. */
 function drawConnectivity(analyses) {
   const which = $("analysis-connectivity").value; // "mean" or "first"
@@ -108,7 +123,7 @@ function drawConnectivity(analyses) {
       x: steps(norms),
       y: norms.map((value) => (value ?? 0) / total),
       customdata: norms,
-      name: `${analysis.model} ${analysis.run_id}`,
+      name: runLabel(analysis),
       mode: "lines+markers",
       marker: { size: 5 },
       line: { color: COLORS[index % COLORS.length], width: 2 },
@@ -132,8 +147,10 @@ function drawUsage(analysis) {
   };
   const layout = layoutFor("Slot usage", "slot", "uniform shares");
   const threshold = horizontalLine(analysis.unused_threshold, "unused below");
+  // The label is right of the plot, where no bar can cover it.
+  layout.margin.r = 96;
   layout.shapes = [threshold.shape];
-  layout.annotations = [threshold.annotation];
+  layout.annotations = [{ ...threshold.annotation, x: 1.01, xanchor: "left", yanchor: "middle" }];
   window.Plotly.react($("slot-usage-chart"), [trace], layout, PLOT_CONFIG);
 }
 
@@ -182,11 +199,14 @@ function drawRmc(analysis) {
     yTitle: "attention weight",
     range: [0, 1],
   });
-  const maxEntropy = horizontalLine(analysis.max_entropy, "uniform");
+  const maxEntropy = horizontalLine(analysis.max_entropy, "max entropy (uniform attention)");
   lines($("entropy-chart"), slotSeries(analysis.entropy, at, slotLabels(rows)), {
     title: "Attention entropy per query row",
     yTitle: "nats",
     shapes: [maxEntropy.shape],
+    annotations: [
+      { ...maxEntropy.annotation, x: 0, xanchor: "left", bgcolor: "rgba(255,255,255,0.8)" },
+    ],
   });
   lines($("memory-change-chart"), slotSeries(analysis.memory_change), {
     title: "Memory change per step",
@@ -284,12 +304,17 @@ function drawLstm(analysis) {
   );
 }
 
+/** Hide the controls, text and charts about memory slots, blocks and heads for an LSTM. */
+function showRmcParts(isRmc) {
+  for (const node of document.querySelectorAll("#analysis-panel .rmc-only")) {
+    node.hidden = !isRmc;
+  }
+}
+
 function render() {
   const { main, other } = shown;
   const isRmc = main.model === "rmc";
-  for (const node of document.querySelectorAll("#analysis-results .rmc-only")) {
-    node.hidden = !isRmc;
-  }
+  showRmcParts(isRmc);
   if (isRmc) {
     options($("analysis-block"), main.attention_received[0].length, "block");
     options($("analysis-head"), main.attention_received[0][0].length, "head");
@@ -339,6 +364,8 @@ async function start() {
   const refresh = () => {
     renderOtherRuns();
     updateTraceLink();
+    const current = runs.find((run) => run.id === runSelect.value);
+    if (current) showRmcParts(current.model === "rmc");
   };
   // The explorer fills and sets the run selector itself; follow it.
   new MutationObserver(refresh).observe(runSelect, { childList: true });
@@ -352,6 +379,8 @@ async function start() {
   });
   $("analysis-form").addEventListener("submit", analyse);
   addTableExport($("slot-table"), "slot-analysis");
+  // The slot table's download buttons follow it, and hide with it for an LSTM.
+  $("slot-table").closest(".table-scroll").nextElementSibling.classList.add("rmc-only");
   refresh();
   $("analysis-form").dataset.ready = "true";
 }

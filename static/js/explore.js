@@ -59,14 +59,18 @@ function writeUrl() {
 async function loadRuns() {
   const runs = (await apiFetch("/api/runs")).filter((run) => run.has_checkpoint);
   runSelect.replaceChildren(
-    element("option", { value: "" }, runs.length ? "Choose a run…" : "No completed runs yet"),
+    element(
+      "option",
+      { value: "" },
+      runs.length ? "Choose a run…" : "No runs with a checkpoint yet",
+    ),
     ...runs.map((run) =>
       element("option", { value: run.id }, `${run.name} (${run.model}, ${run.task})`),
     ),
   );
   if (state.run && !runs.some((run) => run.id === state.run)) {
     showError(
-      `Run ${state.run} has no checkpoint to explore: it is unknown, still training, or did not complete.`,
+      `Run ${state.run} has no checkpoint to explore: no run has that id, or it has not saved a checkpoint yet.`,
     );
     state.run = "";
   }

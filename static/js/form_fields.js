@@ -11,7 +11,15 @@ function isNullable(spec) {
   return spec.default === null || spec.nullable === true;
 }
 
-function rangeHint(spec) {
+// Form wording for options whose API help explains a missing value as JSON null. In the
+// form, that value is an empty field or the choice "none".
+const FORM_HELP = {
+  key_size: "Query and key size per head; leave empty to use head_size.",
+  gate_style: "Gates per memory unit ('unit'), one per slot ('memory'), or no gates ('none').",
+  clip_norm: "Maximum global gradient norm; leave empty for no clipping.",
+};
+
+function rangeHint(spec, help) {
   const parts = [];
   if (spec.min !== null && spec.min !== undefined && spec.max !== null && spec.max !== undefined) {
     parts.push(`${formatNumber(spec.min)} to ${formatNumber(spec.max)}`);
@@ -20,7 +28,7 @@ function rangeHint(spec) {
   } else if (spec.max !== null && spec.max !== undefined) {
     parts.push(`at most ${formatNumber(spec.max)}`);
   }
-  if (isNullable(spec)) parts.push("empty for none");
+  if (isNullable(spec) && !/\bempty\b/.test(help ?? "")) parts.push("leave empty for none");
   if (isListSpec(spec)) parts.push("comma-separated widths");
   return parts.join("; ");
 }
@@ -71,7 +79,8 @@ export function buildField(spec, { scope, path }) {
   control._spec = spec;
   setFieldValue(control, spec.default);
 
-  const hintText = [rangeHint(spec), spec.help].filter(Boolean).join(". ");
+  const help = FORM_HELP[spec.name] ?? spec.help;
+  const hintText = [rangeHint(spec, help), help].filter(Boolean).join(". ");
   const label = element("label", { for: id }, spec.label ?? spec.name.replaceAll("_", " "));
   const hint = element("p", { className: "hint", id: hintId }, hintText);
   const error = element("p", {
@@ -120,6 +129,13 @@ export function readFieldValue(control) {
     return Number.isNaN(number) ? text : number;
   }
   return text;
+}
+
+/** Return whether `control` is a required number field left empty (so it has no value). */
+export function isMissing(control) {
+  const spec = control._spec ?? {};
+  if (control.type !== "number" || isNullable(spec)) return false;
+  return control.value.trim() === "" && !(control.validity && control.validity.badInput);
 }
 
 /** Read every field in `container` into an object keyed by option name. */

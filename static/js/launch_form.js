@@ -5,6 +5,7 @@ import { element } from "./format.js";
 import {
   buildField,
   clearFieldErrors,
+  isMissing,
   readFields,
   setFieldValue,
   showFieldError,
@@ -98,6 +99,12 @@ export class LaunchForm {
             "data-testid": `model-options-${model.kind}`,
           },
           element("legend", {}, `${MODEL_LABELS[model.kind] ?? model.kind} hyperparameters`),
+          element("p", {
+            className: "field-error group-error",
+            hidden: true,
+            role: "alert",
+            "data-testid": `error-group-${model.kind}`,
+          }),
           element(
             "div",
             { className: "field-grid" },
@@ -177,6 +184,28 @@ export class LaunchForm {
     window.location.assign(`/compare?runs=${ids}&live=1`);
   }
 
+  /**
+   * Mark every empty required field of the runs of `kinds`; returns whether there was one.
+   * The server would fill in its default, which an API client may rely on, but in the form
+   * an empty field is more likely a mistake than a request for the default.
+   */
+  showMissingFields(kinds) {
+    const containers = [
+      this.taskOptions,
+      this.trainingOptions,
+      ...kinds.map((kind) => this.modelOptions.querySelector(`fieldset[data-model="${kind}"]`)),
+    ];
+    const missing = containers
+      .filter(Boolean)
+      .flatMap((container) => [...container.querySelectorAll("[data-field]")])
+      .filter(isMissing);
+    for (const control of missing) showFieldError(control, `${control.dataset.name} is required`);
+    if (!missing.length) return false;
+    this.status.textContent = "Not launched: see the messages beside the fields.";
+    missing[0].focus();
+    return true;
+  }
+
   /** Show the chosen model's fieldset, or both when launching a pair. */
   showModelOptions() {
     const pair = this.pairBox.checked;
@@ -243,6 +272,7 @@ export class LaunchForm {
   async submit() {
     clearFieldErrors(this.form);
     const kinds = this.pairBox.checked ? ["rmc", "lstm"] : [this.modelSelect.value];
+    if (this.showMissingFields(kinds)) return;
     const button = document.getElementById("launch-button");
     button.disabled = true;
     this.status.textContent = "Launching…";
@@ -252,7 +282,7 @@ export class LaunchForm {
         try {
           launched.push(await apiFetch("/api/runs", { method: "POST", body: this.request(kind) }));
         } catch (error) {
-          this.showErrors(error, kind);
+          this.showErrors(error, kind, kinds.length > 1);
           this.status.textContent = launched.length
             ? `Launched ${launched.map((run) => run.name).join(", ")}; the ${kind} run was rejected.`
             : "Not launched: see the messages beside the fields.";
@@ -273,8 +303,12 @@ export class LaunchForm {
     }
   }
 
-  /** Place each validation error of a rejected request beside its field. */
-  showErrors(error, kind) {
+  /**
+   * Place each validation error of a rejected request beside its field. An error about the
+   * model as a whole (location "model_options") goes to the hyperparameter group and marks
+   * the options its message names. `pair` is true when this run is one of an RMC + LSTM pair.
+   */
+  showErrors(error, kind, pair = false) {
     const errors = error.validationErrors ?? [];
     if (!errors.length) {
       showError(error);
@@ -282,15 +316,34 @@ export class LaunchForm {
     }
     const unplaced = [];
     for (const item of errors) {
-      const control = this.findControl(item.loc, kind, item.msg ?? "");
       const message = describeError(item);
+      if (formatLocation(item.loc) === "model_options" && this.showGroupError(kind, message)) {
+        continue;
+      }
+      const control = this.findControl(item.loc, kind, item.msg ?? "");
       if (!control || !showFieldError(control, message)) {
         unplaced.push(`${formatLocation(item.loc)}: ${message}`);
       }
     }
-    if (unplaced.length) showError(`The ${kind} run was rejected. ${unplaced.join("; ")}`);
+    const subject = pair ? `The ${kind} run` : "The run";
+    if (unplaced.length) showError(`${subject} was rejected. ${unplaced.join("; ")}`);
     const first = this.form.querySelector("[aria-invalid='true']");
     if (first) first.focus();
+  }
+
+  /** Show `message` at the top of model `kind`'s hyperparameters; false when there is none. */
+  showGroupError(kind, message) {
+    const fieldset = this.modelOptions.querySelector(`fieldset[data-model="${kind}"]`);
+    const box = fieldset?.querySelector(".group-error");
+    if (!box) return false;
+    box.textContent = box.textContent ? `${box.textContent} ${message}` : message;
+    box.hidden = false;
+    for (const control of fieldset.querySelectorAll("[data-field]")) {
+      if (new RegExp(`\\b${control.dataset.name}\\b`).test(message)) {
+        control.setAttribute("aria-invalid", "true");
+      }
+    }
+    return true;
   }
 
   /**
@@ -322,11 +375,13 @@ export class LaunchForm {
   }
 }
 
+/** Return the server's message, adding the received value only when the message omits it. */
 function describeError(item) {
   const input = item.input;
-  const shown =
-    input === undefined || (input && typeof input === "object")
-      ? ""
-      : ` (got ${JSON.stringify(input)})`;
-  return `${item.msg}${shown}`;
+  const message = item.msg ?? "invalid value";
+  if (input === undefined || input === null || typeof input === "object") return message;
+  const written = [JSON.stringify(input)];
+  if (typeof input === "number") written.push(input.toLocaleString("en-US"));
+  if (/\bgot\b/.test(message) || written.some((text) => message.includes(text))) return message;
+  return `${message} (got ${JSON.stringify(input)})`;
 }

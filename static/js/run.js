@@ -196,9 +196,8 @@ function renderHeader() {
   error.textContent = run.error ? `Run ${run.status}: ${run.error}` : "";
 
   document.getElementById("cancel-button").disabled = !isActive(run);
-  document.getElementById("explore-link").hidden = !(
-    run.status === "completed" && run.has_checkpoint
-  );
+  // A cancelled run that saved a checkpoint can be explored too.
+  document.getElementById("explore-link").hidden = !run.has_checkpoint;
   document.getElementById("download-checkpoint").hidden = !run.has_checkpoint;
 }
 
@@ -250,6 +249,15 @@ function appendLog(message, time) {
   while (log.children.length > MAX_LOG_LINES) log.firstElementChild.remove();
 }
 
+/** Replace the Log panel's lines with the stored lines of a snapshot. */
+function showLogs(lines) {
+  const log = document.getElementById("run-log");
+  log.replaceChildren();
+  log.hidden = true;
+  document.getElementById("log-empty").hidden = false;
+  for (const line of lines) appendLog(line.message, line.time);
+}
+
 function setRun(next) {
   const hadFinal = Boolean(run?.final_metrics);
   run = next;
@@ -266,6 +274,7 @@ function handleMessage(message) {
     setRun(message.run);
     renderConfig();
     drawCharts();
+    showLogs(message.logs ?? []);
     page.dataset.metricCount = metrics.length;
   } else if (message.type === "metric") {
     appendMetric(message);

@@ -93,7 +93,7 @@ function parseValues(text) {
     });
 }
 
-function parseJson(id, name) {
+function parseJson(id, name, example) {
   const text = $(id).value.trim();
   if (!text) return {};
   try {
@@ -102,7 +102,9 @@ function parseJson(id, name) {
   } catch {
     // fall through to the error below
   }
-  throw new Error(`${name} must be a JSON object such as {"num_steps": 10}, got ${text}`);
+  const error = new Error(`${name} must be a JSON object such as ${example}, got ${text}`);
+  error.fieldId = id;
+  throw error;
 }
 
 function sweepBody() {
@@ -115,9 +117,9 @@ function sweepBody() {
   const body = {
     base: {
       task: $("sweep-task").value,
-      task_options: parseJson("sweep-task-options", "Task options"),
+      task_options: parseJson("sweep-task-options", "Task options", '{"num_steps": 10}'),
       model: $("sweep-model").value,
-      model_options: parseJson("sweep-model-options", "Model options"),
+      model_options: parseJson("sweep-model-options", "Model options", '{"head_size": 16}'),
       steps,
       batch_size: Number.parseInt($("sweep-batch").value, 10),
       eval_size: Number.parseInt($("sweep-eval-size").value, 10),
@@ -132,8 +134,82 @@ function sweepBody() {
   return body;
 }
 
+/** Name a field as the form does: `grid.model_options.mem_slots`, `seeds[0]`. */
+function fieldName(loc) {
+  const parts = Array.isArray(loc) && ["body", "query", "path"].includes(loc[0]) ? loc.slice(1) : loc;
+  if (!Array.isArray(parts) || !parts.length) return formatLocation(loc);
+  return parts.reduce(
+    (name, part) => (typeof part === "number" ? `${name}[${part}]` : name ? `${name}.${part}` : part),
+    "",
+  );
+}
+
+/** Turn one validation error into a sentence that names the field once, the rule and the value. */
+function describeError(item) {
+  const field = fieldName(item.loc);
+  const message = String(item.msg ?? "invalid value");
+  // An error of one grid cell names the cell and the field of its run.
+  if (message.startsWith("grid cell ")) return message;
+  const got = item.input === undefined ? "" : `, got ${JSON.stringify(item.input)}`;
+  if (item.type === "too_short") {
+    const least = Number(item.ctx?.min_length ?? 1);
+    return `${field} needs at least ${least} ${least === 1 ? "value" : "values"}`;
+  }
+  if (item.type === "int_parsing" || item.type === "int_type" || item.type === "int_from_float") {
+    return `${field} must be an integer${got.replaceAll('"', "'")}`;
+  }
+  // The server's message already names the field, in dotted form.
+  const dotted = formatLocation(item.loc);
+  if (message.includes(dotted)) return message.replace(dotted, field);
+  return `${field}: ${message}`;
+}
+
+/** Return the form control that a validation error's location points at, if there is one. */
+function controlFor(loc) {
+  const parts = Array.isArray(loc) && loc[0] === "body" ? loc.slice(1) : [];
+  const [head, key] = parts;
+  if (head === "seeds") return $("sweep-seeds");
+  if (head === "name") return $("sweep-name");
+  if (head === "grid") {
+    for (let index = 0; index < AXIS_COUNT; index += 1) {
+      if (key && $(`sweep-axis-${index}`).value === key) return $(`sweep-values-${index}`);
+    }
+    return $("sweep-axes");
+  }
+  const baseIds = {
+    task: "sweep-task",
+    model: "sweep-model",
+    task_options: "sweep-task-options",
+    model_options: "sweep-model-options",
+    steps: "sweep-steps",
+    batch_size: "sweep-batch",
+    eval_size: "sweep-eval-size",
+  };
+  return head === "base" && baseIds[key] ? $(baseIds[key]) : null;
+}
+
+function clearFieldErrors() {
+  for (const node of document.querySelectorAll("#sweep-form .field-error")) node.remove();
+  for (const node of document.querySelectorAll("#sweep-form [aria-invalid]")) {
+    node.removeAttribute("aria-invalid");
+  }
+}
+
+/** Show `text` under `control`, beside any message already shown there. */
+function showFieldError(control, text) {
+  control.setAttribute("aria-invalid", "true");
+  const existing = control.nextElementSibling;
+  if (existing?.classList.contains("field-error")) {
+    existing.textContent += `; ${text}`;
+    return;
+  }
+  const note = element("p", { className: "field-error", "data-testid": `${control.id}-error` }, text);
+  control.after(note);
+}
+
 async function launch(event) {
   event.preventDefault();
+  clearFieldErrors();
   const status = $("sweep-launch-status");
   const button = $("sweep-launch");
   button.disabled = true;
@@ -145,11 +221,13 @@ async function launch(event) {
   } catch (error) {
     const details = error.validationErrors ?? [];
     status.textContent = "Not launched.";
-    showError(
-      details.length
-        ? details.map((item) => `${formatLocation(item.loc)}: ${item.msg}`).join("; ")
-        : error,
-    );
+    const messages = details.map(describeError);
+    details.forEach((item, index) => {
+      const control = controlFor(item.loc);
+      if (control) showFieldError(control, messages[index]);
+    });
+    if (error.fieldId) showFieldError($(error.fieldId), error.message);
+    showError(messages.length ? messages.join("; ") : error);
   } finally {
     button.disabled = false;
   }

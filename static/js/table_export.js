@@ -3,14 +3,25 @@
 
 import { element } from "./format.js";
 
+// The text that tables show for a missing value.
+const MISSING_TEXT = "–";
+
 /**
- * Read a table's header texts and body rows as [headers, rows of cell texts]. A table
+ * Return what an export holds for one cell: its `data-value` attribute, the raw number
+ * behind a formatted text such as "27 s", when the table sets one, otherwise its text.
+ * A missing value ("–") exports as an empty cell.
+ */
+function cellValue(cell) {
+  const text = cell.dataset.value ?? cell.textContent.trim();
+  return text === MISSING_TEXT ? "" : text;
+}
+
+/**
+ * Read a table's header texts and body rows as [headers, rows of cell values]. A table
  * without a header row (the key-value tables) gets the headers "field" and "value".
  */
 export function readTable(table) {
-  const rows = [...table.querySelectorAll("tbody tr")].map((row) =>
-    [...row.children].map((cell) => cell.textContent.trim()),
-  );
+  const rows = [...table.querySelectorAll("tbody tr")].map((row) => [...row.children].map(cellValue));
   const headerRow = table.querySelector("thead tr");
   const headers = headerRow
     ? [...headerRow.children].map((cell, index) => cell.textContent.trim() || `column ${index}`)

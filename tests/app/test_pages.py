@@ -87,6 +87,31 @@ def test_unknown_run_page_is_404(client, run_id):
     assert "not found" in response.text
 
 
+@pytest.mark.parametrize("path", ["/nope", "/runs", "/explore/extra"])
+def test_unknown_page_is_html_404(client, path):
+    response = client.get(path, headers={"Accept": "text/html,application/xhtml+xml"})
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert 'data-testid="not-found"' in response.text
+    assert f"No page at &#39;{path}&#39;." in response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "accept"),
+    [
+        ("/api/nope", "text/html"),
+        ("/ws/nope", "text/html"),
+        ("/nope", "application/json"),
+        ("/nope", "*/*"),
+    ],
+)
+def test_unknown_api_path_is_json_404(client, path, accept):
+    response = client.get(path, headers={"Accept": accept})
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json() == {"detail": "Not Found"}
+
+
 def test_plotly_bundle_is_served_locally(client):
     page = client.get("/explore")
     match = re.search(r'<script defer src="([^"]+)"></script>', page.text)

@@ -1,4 +1,4 @@
-"""The SQLite run store on a real file: status transitions, metrics, recovery."""
+"""The SQLite run store on a real file: status transitions, metrics, log lines, recovery."""
 
 import math
 import sqlite3
@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+import app.store
 from app.store import Store
 
 
@@ -159,3 +160,44 @@ def test_list_is_newest_first(store):
         "bbbbbbbbbbbb",
         "aaaaaaaaaaaa",
     ]
+
+
+def test_logs_keep_last_lines_in_order(store, monkeypatch):
+    monkeypatch.setattr(app.store, "MAX_LOG_LINES", 5)
+    store.create_run(new_run())
+    other = store.create_run(new_run("ba9876543210"))
+    store.add_log(other["id"], "2026-01-01T00:00:00.000+00:00", "other run")
+    ids = [store.add_log("0123456789ab", f"t{i}", f"line {i}") for i in range(8)]
+
+    logs = store.get_logs("0123456789ab")
+    assert [line["message"] for line in logs] == [f"line {i}" for i in range(3, 8)]
+    assert [line["time"] for line in logs] == [f"t{i}" for i in range(3, 8)]
+    assert [line["id"] for line in logs] == ids[3:]
+    assert ids == sorted(ids)
+    assert [line["message"] for line in store.get_logs(other["id"])] == ["other run"]
+
+
+def test_logs_deleted_with_run(store):
+    store.create_run(new_run())
+    store.add_log("0123456789ab", "t0", "hello")
+    store.finish_run("0123456789ab", "completed")
+    assert store.delete_run("0123456789ab")
+    assert store.get_logs("0123456789ab") == []
+
+
+def test_log_of_unknown_run_rejected(store):
+    with pytest.raises(sqlite3.IntegrityError):
+        store.add_log("0123456789ab", "t0", "no such run")
+
+
+def test_logs_survive_reopening(tmp_path):
+    path = tmp_path / "relmem.sqlite3"
+    first = Store(path)
+    first.create_run(new_run())
+    first.add_log("0123456789ab", "t0", "kept")
+    first.close()
+    second = Store(path)
+    try:
+        assert [line["message"] for line in second.get_logs("0123456789ab")] == ["kept"]
+    finally:
+        second.close()

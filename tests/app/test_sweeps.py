@@ -70,7 +70,7 @@ def test_sweep_validation_errors(module_runs, tiny_run_request):
         (
             {"grid": {"model_options.mem_slots": [2, 0]}},
             ["body", "grid", "model_options.mem_slots"],
-            "grid cell {'model_options.mem_slots': 0}",
+            "grid cell mem_slots=0: model_options.mem_slots",
         ),
         ({"grid": {"learning_rate": [0.1, 0.1]}}, ["body", "grid", "learning_rate"], "repeats"),
         (

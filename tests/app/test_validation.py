@@ -169,14 +169,22 @@ PAPER_RMC = {
 }
 
 
+def errors_by_location(response) -> dict[tuple, dict]:
+    assert response.status_code == 422, response.text
+    return {tuple(error["loc"]): error for error in response.json()["detail"]}
+
+
 def test_estimated_memory_over_limit(module_runs, tiny_run_request):
     body = tiny_run_request(
         task="nth-farthest", task_options={}, model_options=PAPER_RMC, batch_size=4096
     )
-    error = only_error(post_run(module_runs, body))
-    assert error["loc"] == ["body", "batch_size"]
-    assert "GiB" in error["msg"]
-    assert "4096" in error["msg"]
+    errors = errors_by_location(post_run(module_runs, body))
+    assert set(errors) == {("body", "batch_size"), ("body", "model_options")}
+    message = errors[("body", "batch_size")]["msg"]
+    assert errors[("body", "model_options")]["msg"] == message
+    assert "GiB" in message
+    assert "4096" in message
+    assert "mem_slots, num_heads, head_size or readout_hidden" in message
 
 
 def test_estimated_compute_over_limit(module_runs, tiny_run_request):
@@ -188,9 +196,48 @@ def test_estimated_compute_over_limit(module_runs, tiny_run_request):
         steps=limits.MAX_STEPS,
         log_interval=1000,
     )
-    error = only_error(post_run(module_runs, body))
-    assert error["loc"] == ["body", "steps"]
-    assert "floating-point operations" in error["msg"]
+    errors = errors_by_location(post_run(module_runs, body))
+    assert set(errors) == {("body", "steps"), ("body", "batch_size")}
+    message = errors[("body", "steps")]["msg"]
+    assert errors[("body", "batch_size")]["msg"] == message
+    assert errors[("body", "steps")]["input"] == limits.MAX_STEPS
+    assert errors[("body", "batch_size")]["input"] == 1600
+    assert "floating-point operations" in message
+    assert "steps × batch_size = 1,000,000 × 1600 = 1,600,000,000" in message
+    assert "fewer steps or a smaller batch_size" in message
+
+
+def test_parameter_count_blames_model_options(module_runs, tiny_run_request):
+    body = tiny_run_request(
+        model_options={"mem_slots": 64, "num_heads": 4, "head_size": 512}, steps=10
+    )
+    errors = errors_by_location(post_run(module_runs, body))
+    assert set(errors) == {("body", "model_options")}
+    message = errors[("body", "model_options")]["msg"]
+    assert "parameters, more than the limit of 16,000,000" in message
+    assert "reduce mem_slots, num_heads, head_size or readout_hidden" in message
+
+
+@pytest.mark.parametrize("path", ["/api/runs", "/api/pairs", "/api/sweeps", "/api/sequences"])
+def test_body_not_json_rejected(module_runs, path):
+    response = module_runs.http.post(
+        path, content=b"notjson", headers={"content-type": "application/json"}
+    )
+    error = only_error(response)
+    assert error["loc"] == ["body"]
+    assert error["type"] == "json_invalid"
+    assert error["msg"] == ("request body is not valid JSON: Expecting value at line 1 column 1")
+    assert error["input"] == "notjson"
+
+
+def test_json_error_names_line_and_column(module_runs):
+    response = module_runs.http.post(
+        "/api/runs",
+        content=b'{"task": "tracking-grid",\n  "model": rmc}',
+        headers={"content-type": "application/json"},
+    )
+    error = only_error(response)
+    assert error["msg"] == "request body is not valid JSON: Expecting value at line 2 column 12"
 
 
 def test_rejected_requests_store_nothing(module_runs, tiny_run_request):

@@ -34,6 +34,15 @@ def test_analysis_panel_compares_connectivity(live_server, page, artifacts, tiny
         ".map((trace) => trace.y.reduce((sum, value) => sum + value, 0))"
     )
     assert [round(total, 6) for total in shares] == [1.0, 1.0]
+    names = page.evaluate(
+        "() => document.getElementById('connectivity-chart').data.map((trace) => trace.name)"
+    )
+    assert names == [f"{rmc['name']} (rmc)", f"{lstm['name']} (lstm)"]
+    entropy_labels = page.evaluate(
+        "() => document.getElementById('entropy-chart').layout.annotations.map((a) => a.text)"
+    )
+    assert entropy_labels == ["max entropy (uniform attention)"]
+    expect(page.get_by_test_id("analysis-block")).to_be_visible()
 
     # Sequence 0 of the batch: the same sequence for both runs.
     page.get_by_test_id("analysis-connectivity").select_option("first")
@@ -46,5 +55,18 @@ def test_analysis_panel_compares_connectivity(live_server, page, artifacts, tiny
     trace = page.request.get(f"{live_server.url}/api/runs/{rmc['id']}/trace.npz?seed=3")
     assert trace.status == 200
     page.screenshot(path=artifacts / "explorer-analysis.png", full_page=True)
+    page.get_by_test_id("analysis-panel").screenshot(path=artifacts / "analysis-panel.png")
+
+    # An LSTM has no memory slots, blocks or heads: the panel hides what is about them.
+    page.goto(f"{live_server.url}/explore?run={lstm['id']}&seed=3")
+    expect(page.get_by_test_id("analysis-form")).to_have_attribute("data-ready", "true")
+    page.get_by_test_id("analysis-batch").fill("16")
+    page.get_by_test_id("analysis-button").click()
+    expect(page.get_by_test_id("analysis-panel")).to_have_attribute("data-analysed", lstm["id"])
+    expect(page.get_by_test_id("analysis-block")).to_be_hidden()
+    expect(page.get_by_test_id("analysis-head")).to_be_hidden()
+    expect(page.get_by_test_id("slot-usage-chart")).to_be_hidden()
+    expect(page.get_by_test_id("analysis-panel").get_by_text("A slot is unused")).to_be_hidden()
+    page.get_by_test_id("analysis-panel").screenshot(path=artifacts / "analysis-panel-lstm.png")
     assert page.js_errors == []
     assert page.console_errors == []

@@ -67,3 +67,38 @@ def test_launch_sweep_and_watch_heatmap_fill(live_server, page, artifacts):
     page.screenshot(path=artifacts / "sweep.png", full_page=True)
     assert page.js_errors == []
     assert page.console_errors == []
+
+
+def test_sweep_form_errors_beside_fields(live_server, page):
+    page.goto(f"{live_server.url}/sweeps")
+    expect(page.get_by_test_id("sweep-form")).to_have_attribute("data-ready", "true")
+    page.get_by_test_id("sweep-model").select_option("rmc")
+    page.get_by_test_id("sweep-model-options").fill("{head_size: 8}")
+    page.get_by_test_id("sweep-launch").click()
+    model_error = page.get_by_test_id("sweep-model-options-error")
+    expect(model_error).to_have_text(
+        'Model options must be a JSON object such as {"head_size": 16}, got {head_size: 8}'
+    )
+
+    page.get_by_test_id("sweep-model-options").fill("")
+    page.get_by_test_id("sweep-axis-0").select_option("model_options.mem_slots")
+    page.get_by_test_id("sweep-values-0").fill("")
+    page.get_by_test_id("sweep-axis-1").select_option("")
+    page.get_by_test_id("sweep-seeds").fill("x")
+    page.get_by_test_id("sweep-launch").click()
+    expect(model_error).to_have_count(0)
+    expect(page.get_by_test_id("sweep-values-0-error")).to_have_text(
+        "grid.model_options.mem_slots needs at least 1 value"
+    )
+    expect(page.get_by_test_id("sweep-seeds-error")).to_have_text(
+        "seeds[0] must be an integer, got 'x'"
+    )
+
+    page.get_by_test_id("sweep-values-0").fill("two")
+    page.get_by_test_id("sweep-seeds").fill("0")
+    page.get_by_test_id("sweep-launch").click()
+    expect(page.get_by_test_id("sweep-values-0-error")).to_contain_text(
+        "grid cell mem_slots=two: model_options.mem_slots must be"
+    )
+    assert "{" not in page.get_by_test_id("sweep-values-0-error").text_content()
+    assert page.js_errors == []

@@ -72,6 +72,14 @@ def test_launch_train_and_explore(live_server, page, artifacts):
     expect(page.get_by_test_id("download-checkpoint")).to_be_visible()
     page.screenshot(path=artifacts / "4-run-completed.png", full_page=True)
 
+    # After a reload, the Log panel shows the finished run's stored lines from the snapshot.
+    page.reload()
+    expect(page.locator("#run-page")).to_have_attribute("data-status", "completed")
+    log_lines = page.get_by_test_id("run-log").locator("li")
+    expect(log_lines.filter(has_text="training completed")).to_have_count(1)
+    expect(log_lines.filter(has_text="; baselines: ")).to_have_count(1)
+    expect(page.locator("#log-empty")).to_be_hidden()
+
     # Explorer: opened from the run page, it predicts on seed 0 at once.
     page.get_by_test_id("explore-link").click()
     expect(page).to_have_url(re.compile(rf"/explore\?run={run_id}"))
