@@ -209,26 +209,34 @@ function renderFinalMetrics() {
     body.replaceChildren();
     return;
   }
+  // Each row is [label, displayed text, raw number]; the table export uses the raw number.
   const rows = [
-    ["final test loss", formatNumber(final.final_test_loss)],
-    ["final test accuracy", formatPercent(final.final_test_accuracy)],
-    ["training time", formatDuration(final.seconds)],
+    ["final test loss", formatNumber(final.final_test_loss), final.final_test_loss],
+    ["final test accuracy", formatPercent(final.final_test_accuracy), final.final_test_accuracy],
+    ["training time (s)", formatDuration(final.seconds), final.seconds],
   ];
   for (const [n, value] of Object.entries(final.final_test_accuracy_per_n ?? {})) {
-    rows.push([`final test accuracy, n = ${n}`, formatPercent(value)]);
+    rows.push([`final test accuracy, n = ${n}`, formatPercent(value), value]);
   }
   const classification = final.final_test_accuracy != null;
   for (const [name, value] of Object.entries(final.baselines ?? {})) {
     rows.push([
       `${name} baseline (${classification ? "accuracy" : "loss"})`,
       classification ? formatPercent(value) : formatNumber(value),
+      value,
     ]);
   }
-  body.replaceChildren(...rows.map(([key, value]) => keyValueRow(key, value)));
+  body.replaceChildren(...rows.map(([key, value, raw]) => keyValueRow(key, value, raw)));
 }
 
-function keyValueRow(key, value) {
-  return element("tr", {}, element("th", { scope: "row" }, key), element("td", {}, value));
+function keyValueRow(key, value, raw) {
+  const rawValue = raw === undefined ? undefined : String(raw ?? "");
+  return element(
+    "tr",
+    {},
+    element("th", { scope: "row" }, key),
+    element("td", { "data-value": rawValue }, value),
+  );
 }
 
 function renderConfig() {
@@ -261,6 +269,7 @@ function showLogs(lines) {
 function setRun(next) {
   const hadFinal = Boolean(run?.final_metrics);
   run = next;
+  document.getElementById("download-json").download = `${run.name}-metrics.json`;
   renderHeader();
   renderProgress();
   renderFinalMetrics();
