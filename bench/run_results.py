@@ -203,7 +203,9 @@ def print_tables(out: Path, groups: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for the runs")
-    parser.add_argument("--group", action="append", choices=sorted(GROUPS), help="[all]")
+    parser.add_argument(
+        "--group", action="append", choices=sorted(GROUPS), help="group to run, repeatable [all]"
+    )
     parser.add_argument("--jobs", type=int, default=2, help="runs at once [2]")
     parser.add_argument("--table", action="store_true", help="print tables, train nothing")
     parser.add_argument("--commands", action="store_true", help="print commands, train nothing")

@@ -45,9 +45,9 @@ class TrainConfig:
         steps: optimizer steps [10000].
         batch_size: sequences per step [32].
         learning_rate: Adam peak learning rate [5e-3]. With the cosine schedule this
-            default brings both the 32-unit LSTM and the 4-slot RMC below 0.004 test MSE on
-            "tracking-grid" within 10,000 steps of batch 32 (seeds 0, 1, 2; see
-            docs/results.md), where 1e-3 left them between 0.004 and 0.022.
+            default brings the 32-unit LSTM and the 4-slot RMC below 0.004 test MSE on
+            "tracking-grid" within 10,000 steps of batch 32, on seeds 0, 1 and 2. At 1e-3
+            they ended between 0.004 and 0.022 (docs/results.md).
         lr_schedule: "constant", or "cosine" decaying to 10% of the peak after the
             warm-up ["cosine"].
         warmup_steps: steps of linear warm-up to the peak [0].
@@ -89,15 +89,18 @@ class TrainConfig:
                 raise ValueError(f"invalid {name}: must be a dict with string keys, got {value!r}")
             # A private copy keeps the frozen config independent of the caller's dict.
             object.__setattr__(self, name, copy.deepcopy(dict(value)))
+
         for name, (low, high) in INT_LIMITS.items():
             value = getattr(self, name)
             if not _is_int(value) or not low <= value <= high:
                 raise ValueError(
                     f"invalid {name}: must be an integer between {low} and {high}, got {value!r}"
                 )
+
         self._check_choice("model", MODEL_KINDS)
         self._check_choice("lr_schedule", LR_SCHEDULES)
         self._check_choice("dtype", DTYPES)
+
         if not _is_number(self.learning_rate) or not 0.0 < self.learning_rate <= 1.0:
             raise ValueError(
                 f"invalid learning_rate: must be a number in (0, 1], got {self.learning_rate!r}"
@@ -111,6 +114,7 @@ class TrainConfig:
                 f"invalid warmup_steps: must be at most steps ({self.steps}), "
                 f"got {self.warmup_steps}"
             )
+
         # Building the task checks the task name and its options.
         task = self.build_task()
         # The stages are stored with their defaults filled in, as a private copy.

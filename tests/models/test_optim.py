@@ -26,7 +26,7 @@ def test_adam_converges_on_quadratic():
     assert np.abs(params["w"] - centre).max() < 1e-3
 
 
-def test_adam_first_step_moves_each_weight_by_learning_rate():
+def test_adam_first_step_size():
     # With bias correction the first update is lr * g / (|g| + eps), about lr * sign(g).
     params = {"a": np.array([1.0, 1.0]), "b": np.array([[0.0]])}
     grads = {"a": np.array([3.0, -0.001]), "b": np.array([[-50.0]])}

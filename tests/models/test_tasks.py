@@ -114,7 +114,7 @@ def test_grid_matches_step_by_step_simulation():
     assert np.array_equal(y, y_expected)
 
 
-def test_grid_positions_stay_on_grid_and_move_one_cell():
+def test_grid_moves_one_cell_on_grid():
     task = make_task("tracking-grid", num_objects=2, grid_size=2, num_steps=30)
     _, _, info = draw(task, batch_size=50, seed=2, info=True)
     cells = info["positions"] * 2  # (B, T, N, 2) back in cells
