@@ -7,7 +7,7 @@ cluster schedules on any worker thread:
 
 - Events. The task puts ``{"run_id", "event"}`` records into a distributed ``Queue``
   named after this server: ``started`` when it begins, then every ``log`` and ``metric``
-  event of ``models.train``, then ``finished``. One monitor thread drains the queue into
+  event of ``models.training.train``, then ``finished``. One monitor thread drains the queue into
   the ``Recorder``, so the store and the websockets see the same events as with local
   workers, in the order the task sent them.
 - Checkpoint. The task returns the checkpoint's bytes as its result, because a worker on
@@ -114,7 +114,11 @@ def _train_and_report(models, run_id, config, send, should_stop) -> dict:
     nothing = {"checkpoint": None, "config": None}
     try:
         train_config = models.TrainConfig.from_dict(config)
-        result = models.train(train_config, on_event=send, should_stop=should_stop)
+        # The training function, not the ``models.train`` command-line module: once that
+        # module is imported, the attribute ``models.train`` names it.
+        from models.training import train
+
+        result = train(train_config, on_event=send, should_stop=should_stop)
     except models.TrainingDiverged as exc:
         send({"type": "finished", "status": "failed", "error": str(exc)})
         return nothing

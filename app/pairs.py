@@ -1,6 +1,6 @@
 """Paired runs: an RMC and an LSTM on the same task, training settings and seed.
 
-Both runs of a pair share ``seed``. ``models.train`` draws the training batches from
+Both runs of a pair share ``seed``. ``models.training.train`` draws the training batches from
 ``default_rng(seed)`` and the held-out set from ``default_rng([seed, 1])`` whatever the
 model, so the two models see the same data stream and are scored on the same held-out
 sequences. With ``match_parameters`` the LSTM's ``hidden_size`` is the one whose

@@ -1,7 +1,7 @@
 """The training worker: the function that runs in each spawned child process.
 
 The worker trains one run and sends every event through its end of a pipe as a dict:
-``log`` and ``metric`` events as ``models.train`` emits them, then one ``finished``
+``log`` and ``metric`` events as ``models.training.train`` emits them, then one ``finished``
 message ``{"type": "finished", "status", "error", "summary", "has_checkpoint",
 "param_count"}``. The checkpoint (``checkpoint.npz``) and ``config.json`` are written
 before ``finished`` is sent, each to a temporary file that is then renamed.
@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import models
+from models import training
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def run_worker(
 def _train_and_report(run_id, config, run_dir, send, should_stop, parent_pid) -> None:
     try:
         train_config = models.TrainConfig.from_dict(config)
-        result = models.train(train_config, on_event=send, should_stop=should_stop)
+        result = training.train(train_config, on_event=send, should_stop=should_stop)
     except ServerGone:
         raise
     except models.TrainingDiverged as exc:

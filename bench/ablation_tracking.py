@@ -1,6 +1,6 @@
 """Ablate the RMC's memory slots and attention heads on the continuous tracking task.
 
-Trains one RMC per (mem_slots, num_heads, seed) with ``models.train`` in this process, one
+Trains one RMC per (mem_slots, num_heads, seed) with ``models.training.train`` in this process, one
 after another, and writes each run's summary to ``OUT/slots{N}-heads{H}-seed{S}.json``.
 Runs whose file exists are skipped, so an interrupted ablation resumes. ``--table`` prints
 the final test MSE per cell as mean and sample standard deviation over the seeds, beside
@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import models  # noqa: E402
+from models import training  # noqa: E402
 
 BASE_RUN = {
     "task": "tracking",
@@ -54,7 +55,7 @@ def train_cell(out: Path, slots: int, heads: int, seed: int, steps: int) -> None
     config = dict(BASE_RUN, steps=steps, seed=seed)
     config["model_options"] = dict(BASE_RUN["model_options"], mem_slots=slots, num_heads=heads)
     started = time.perf_counter()
-    result = models.train(models.TrainConfig.from_dict(config))
+    result = training.train(models.TrainConfig.from_dict(config))
     record = {
         "mem_slots": slots,
         "num_heads": heads,

@@ -20,7 +20,6 @@ _EXPORTS = {
     "TrainConfig": "models.training",
     "TrainResult": "models.training",
     "TrainingDiverged": "models.training",
-    "train": "models.training",
 }
 
 __all__ = sorted(_EXPORTS)

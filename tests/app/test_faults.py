@@ -49,7 +49,7 @@ def test_failing_worker_leaves_other_run_training(module_runs, tiny_run_request)
 
 def test_exception_in_training_reported(tmp_path, tiny_run_request):
     # The server validates options, so the worker is given a config whose task cannot be
-    # built: models.train raises ValueError inside the real worker process.
+    # built: models.training.train raises ValueError inside the real worker process.
     config = {
         key: value
         for key, value in tiny_run_request("lstm").items()
