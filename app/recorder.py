@@ -25,7 +25,10 @@ SUMMARY_FIELDS = (
     "seconds",
     # N-th farthest: held-out accuracy per value of n, keyed by n as a string.
     "final_test_accuracy_per_n",
+    # What ended the run: "steps", "time_limit" or "cancel".
+    "stopped_by",
 )
+STOP_REASONS = ("steps", "time_limit", "cancel")
 
 
 class Recorder:
@@ -138,6 +141,8 @@ def _final_metrics(summary: Mapping) -> dict:
             final[name] = {str(key): finite_or_none(item) for key, item in value.items()}
         elif name == "steps" and value is not None:
             final[name] = int(value)
+        elif name == "stopped_by":
+            final[name] = value if value in STOP_REASONS else None
         else:
             final[name] = finite_or_none(value)
     return final

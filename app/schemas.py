@@ -22,6 +22,7 @@ from pydantic import (
 import models
 from app import limits
 from models.curriculum import MAX_STAGES as MAX_CURRICULUM_STAGES
+from models.train_config import MAX_TIME_LIMIT_MINUTES
 
 RunStatus = Literal["queued", "running", "completed", "failed", "cancelled", "interrupted"]
 TaskName = Literal[tuple(models.TASK_SPECS)]
@@ -108,6 +109,15 @@ class RunCreate(RequestModel):
     log_interval: int = Field(_TRAIN_DEFAULTS["log_interval"], ge=1, le=limits.MAX_INTERVAL)
     seed: Seed = _TRAIN_DEFAULTS["seed"]
     dtype: Literal["float32", "float64"] = _TRAIN_DEFAULTS["dtype"]
+    time_limit_minutes: float | None = Field(
+        _TRAIN_DEFAULTS["time_limit_minutes"],
+        gt=0.0,
+        le=MAX_TIME_LIMIT_MINUTES,
+        description=(
+            "Wall-clock limit of the training loop in minutes; the run then ends as "
+            "completed. Omit for no limit."
+        ),
+    )
     curriculum: list[CurriculumStage] | None = Field(
         None,
         min_length=1,

@@ -7,7 +7,8 @@ Usage::
 Every combination of ``--models``, ``--curriculum`` and ``--seeds`` trains one after the
 other with the recipe of ``models.recipes``: 4 vectors of 4 dimensions unless
 ``--num-vectors`` and ``--vector-dim`` set others. A run ends at ``--steps`` or after the
-wall-clock ``--budget-minutes``, whichever comes first. Each run writes ``config.json``,
+wall-clock ``--budget-minutes`` (the config's ``time_limit_minutes``), whichever comes
+first. Each run writes ``config.json``,
 ``metrics.jsonl``, ``summary.json`` and ``checkpoint.npz`` to its own folder under
 ``--out``; after each run ``results.md`` in ``--out`` is rewritten with one table row per
 finished run: steps, wall time, final and best held-out accuracy, the first evaluation at
@@ -24,13 +25,14 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TARGET_ACCURACY = 0.9
 # The results table shows the held-out accuracy of the last evaluation by these times.
 CHECKPOINT_MINUTES = (10, 20, 30)
+# ... and the held-out accuracy of the last evaluation at or before these steps.
+CHECKPOINT_STEPS = (5_000, 10_000, 20_000)
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 logger = logging.getLogger("bench.nth_farthest")
@@ -53,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--budget-minutes", type=float, default=30.0, help="wall-clock limit per run [30]"
     )
-    parser.add_argument("--steps", type=int, default=100_000, help="step limit per run [100000]")
+    parser.add_argument("--steps", type=int, default=200_000, help="step limit per run [200000]")
     parser.add_argument("--num-vectors", type=int, default=4, help="K [4]")
     parser.add_argument("--vector-dim", type=int, default=4, help="D [4]")
     parser.add_argument("--lstm-units", type=int, default=128, help="LSTM hidden units [128]")
@@ -68,26 +70,20 @@ def run_name(model: str, curriculum: bool, seed: int) -> str:
     return f"{model}-{'curriculum' if curriculum else 'plain'}-s{seed}"
 
 
-def train_one(config_dict: dict, out: Path, budget_seconds: float) -> dict:
-    """Train one run into ``out`` until its steps or the budget end; return its summary.
+def train_one(config_dict: dict, out: Path) -> dict:
+    """Train one run into ``out`` until its steps or its time limit end; return its summary.
 
-    The files are those of ``python -m models.train``; a run stopped by the budget has the
-    status "cancelled" in its summary.
+    The files are those of ``python -m models.train``.
     """
-    from models.train import OUTPUT_FILES, run, write_json
+    from models.train import OUTPUT_FILES, run
     from models.train_config import TrainConfig
 
     config = TrainConfig.from_dict(config_dict)
     out.mkdir(parents=True, exist_ok=True)
     for name in OUTPUT_FILES:
         (out / name).unlink(missing_ok=True)
-    started = time.perf_counter()
-    run(config, out, should_stop=lambda: time.perf_counter() - started > budget_seconds)
-
-    summary = json.loads((out / "summary.json").read_text())
-    summary["budget_seconds"] = budget_seconds
-    write_json(out / "summary.json", summary)
-    return summary
+    run(config, out)
+    return json.loads((out / "summary.json").read_text())
 
 
 def describe_run(folder: Path) -> dict | None:
@@ -119,6 +115,14 @@ def describe_run(folder: Path) -> dict | None:
             ).get("test_accuracy")
             for minutes in CHECKPOINT_MINUTES
         },
+        "by_steps": {
+            steps: max(
+                (row for row in evaluated if row["step"] <= steps),
+                key=lambda row: row["step"],
+                default={},
+            ).get("test_accuracy")
+            for steps in CHECKPOINT_STEPS
+        },
         "curriculum": summary.get("curriculum"),
         "config": config,
     }
@@ -142,12 +146,12 @@ def _stage_ends(curriculum) -> str:
 def results_table(rows: list[dict]) -> str:
     """Format the finished runs as a Markdown table."""
     by_minutes = " | ".join(f"acc. at {minutes} min" for minutes in CHECKPOINT_MINUTES)
+    by_steps = " | ".join(f"acc. at step {steps:,}" for steps in CHECKPOINT_STEPS)
+    columns = len(CHECKPOINT_MINUTES) + len(CHECKPOINT_STEPS)
     lines = [
-        f"| run | steps | wall time | {by_minutes} | final acc. | best acc. | first ≥ 90% | "
-        "final acc. per n | stage ends (step) |",
-        "| --- | ---: | ---: | "
-        + "---: | " * len(CHECKPOINT_MINUTES)
-        + "---: | ---: | --- | --- | --- |",
+        f"| run | steps | wall time | {by_minutes} | {by_steps} | final acc. | best acc. | "
+        "first ≥ 90% | final acc. per n | stage ends (step) |",
+        "| --- | ---: | ---: | " + "---: | " * columns + "---: | ---: | --- | --- | --- |",
     ]
     for row in rows:
         reached = (
@@ -159,7 +163,8 @@ def results_table(rows: list[dict]) -> str:
             f"{n}: {_percent(value)}" for n, value in sorted((row["per_n"] or {}).items())
         )
         at_times = " | ".join(
-            _percent(row["by_minutes"][minutes]) for minutes in CHECKPOINT_MINUTES
+            [_percent(row["by_minutes"][minutes]) for minutes in CHECKPOINT_MINUTES]
+            + [_percent(row["by_steps"][steps]) for steps in CHECKPOINT_STEPS]
         )
         lines.append(
             f"| {row['run']} | {row['steps']} | {_minutes(row['seconds'])} | {at_times} | "
@@ -231,14 +236,20 @@ def main(argv: list[str] | None = None) -> int:
                 if args.skip_existing and (folder / "summary.json").is_file():
                     logger.info("skipping %s: it has a summary.json", folder)
                     continue
-                config = nth_farthest_config(model, seed, curriculum, steps=args.steps)
+                config = nth_farthest_config(
+                    model,
+                    seed,
+                    curriculum,
+                    steps=args.steps,
+                    time_limit_minutes=args.budget_minutes,
+                )
                 config["task_options"].update(
                     num_vectors=args.num_vectors, vector_dim=args.vector_dim
                 )
                 if model == "lstm":
                     config["model_options"]["hidden_size"] = args.lstm_units
                 logger.info("training %s", folder.name)
-                summary = train_one(config, folder, 60.0 * args.budget_minutes)
+                summary = train_one(config, folder)
                 logger.info(
                     "%s: %s after %s steps, test accuracy %s",
                     folder.name,

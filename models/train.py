@@ -46,6 +46,7 @@ FLAG_FIELDS = (
     "eval_size",
     "log_interval",
     "dtype",
+    "time_limit_minutes",
 )
 
 
@@ -106,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--warmup-steps", type=int, help="steps of linear warm-up [0]")
     parser.add_argument("--clip-norm", type=float, help="global gradient norm clip [none]")
+    parser.add_argument(
+        "--time-limit-minutes",
+        type=float,
+        help="wall-clock limit of the training loop; the run then ends as completed [none]",
+    )
     parser.add_argument("--dtype", choices=DTYPES, help=f"float type [{defaults.dtype}]")
 
     parser.add_argument(

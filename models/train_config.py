@@ -24,6 +24,9 @@ INT_LIMITS = {
     "seed": (0, 2**63 - 1),
 }
 
+# Four weeks: the longest wall-clock limit a run may ask for.
+MAX_TIME_LIMIT_MINUTES = 40_320.0
+
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -59,6 +62,10 @@ class TrainConfig:
         log_interval: steps between metric events [50].
         seed: seeds the parameters, the training batches and the held-out set [0].
         dtype: "float32" or "float64" for parameters and computation ["float32"].
+        time_limit_minutes: wall-clock limit of the training loop in minutes, or None for
+            none [None]. Once a step ends past it, the model is evaluated and the run ends as
+            "completed" with ``stopped_by`` "time_limit" in its summary. The learning-rate
+            schedule still spans ``steps``.
         curriculum: None, or a list of stages, each ``{"task_options": overrides of
             task_options, "threshold": held-out accuracy that ends the stage,
             "max_steps": steps after which the stage ends anyway, or None}``; see
@@ -80,6 +87,7 @@ class TrainConfig:
     log_interval: int = 50
     seed: int = 0
     dtype: str = "float32"
+    time_limit_minutes: float | None = None
     curriculum: list | None = None
 
     def __post_init__(self):
@@ -108,6 +116,14 @@ class TrainConfig:
         if self.clip_norm is not None and not (_is_number(self.clip_norm) and self.clip_norm > 0):
             raise ValueError(
                 f"invalid clip_norm: must be a positive number or None, got {self.clip_norm!r}"
+            )
+        if self.time_limit_minutes is not None and not (
+            _is_number(self.time_limit_minutes)
+            and 0.0 < self.time_limit_minutes <= MAX_TIME_LIMIT_MINUTES
+        ):
+            raise ValueError(
+                "invalid time_limit_minutes: must be a number in "
+                f"(0, {MAX_TIME_LIMIT_MINUTES}] or None, got {self.time_limit_minutes!r}"
             )
         if self.warmup_steps > self.steps:
             raise ValueError(

@@ -119,7 +119,9 @@ def train(
 
     The parameters are initialised from ``config.seed``. The held-out set is drawn once
     from its own generator, ``numpy.random.default_rng([config.seed, 1])``, so it stays
-    fixed during the run and is the same for every model trained with that seed.
+    fixed during the run and is the same for every model trained with that seed. The
+    summary's ``stopped_by`` says what ended the run: "steps", "time_limit"
+    (``config.time_limit_minutes``, checked between steps) or "cancel".
 
     Args:
         config: the training configuration.
@@ -182,6 +184,7 @@ def train(
         "final_test_accuracy": run.test_accuracy,
         "baselines": baselines,
         "steps": run.step,
+        "stopped_by": run.stopped_by,
         "seconds": run.elapsed(),
         "param_count": model.param_count,
     }
@@ -218,6 +221,7 @@ class _Run:
         self.test_groups: np.ndarray | None = None
         self.test_accuracy_per_group: dict | None = None
         self.curriculum: CurriculumRunner | None = None
+        self.stopped_by: str | None = None
         self.started = time.perf_counter()
         self.window = _MetricWindow(self.started)
 
@@ -225,14 +229,28 @@ class _Run:
         return time.perf_counter() - self.started
 
     def loop(self, rng: np.random.Generator, should_stop: Callable[[], bool] | None) -> str:
-        """Run the remaining steps and return "completed" or "cancelled"."""
+        """Run the remaining steps and return "completed" or "cancelled".
+
+        Sets ``stopped_by`` to "steps", "time_limit" or "cancel".
+        """
+        limit = self.config.time_limit_minutes
+        limit_seconds = math.inf if limit is None else 60.0 * limit
         while self.step < self.config.steps:
             if should_stop is not None and should_stop():
-                if self.step > self.last_metric_step:
-                    self._emit_metric(train_accuracy=None, evaluate_now=True)
+                self._finish_early("cancel")
                 return "cancelled"
+            if self.elapsed() >= limit_seconds and self.step > 0:
+                self._finish_early("time_limit")
+                return "completed"
             self._train_step(rng)
+        self.stopped_by = "steps"
         return "completed"
+
+    def _finish_early(self, reason: str) -> None:
+        """Evaluate the steps since the last metric event, if any, and record ``reason``."""
+        if self.step > self.last_metric_step:
+            self._emit_metric(train_accuracy=None, evaluate_now=True)
+        self.stopped_by = reason
 
     def _train_step(self, rng: np.random.Generator) -> None:
         config = self.config

@@ -69,6 +69,13 @@ def training_options() -> list[dict]:
         _training_option(
             "dtype", "choice", "Floating-point type of training.", choices=["float32", "float64"]
         ),
+        _training_option(
+            "time_limit_minutes",
+            "float",
+            "Wall-clock limit of training in minutes; the run then ends as completed. "
+            "Empty for no limit.",
+            nullable=True,
+        ),
     ]
 
 

@@ -201,6 +201,12 @@ function renderHeader() {
   document.getElementById("download-checkpoint").hidden = !run.has_checkpoint;
 }
 
+const STOP_REASON_TEXT = {
+  steps: "all steps done",
+  time_limit: "time limit",
+  cancel: "cancel",
+};
+
 function renderFinalMetrics() {
   const body = document.querySelector("#final-table tbody");
   const final = run.final_metrics;
@@ -215,6 +221,9 @@ function renderFinalMetrics() {
     ["final test accuracy", formatPercent(final.final_test_accuracy), final.final_test_accuracy],
     ["training time (s)", formatDuration(final.seconds), final.seconds],
   ];
+  if (final.stopped_by) {
+    rows.push(["stopped by", STOP_REASON_TEXT[final.stopped_by] ?? final.stopped_by, final.stopped_by]);
+  }
   for (const [n, value] of Object.entries(final.final_test_accuracy_per_n ?? {})) {
     rows.push([`final test accuracy, n = ${n}`, formatPercent(value), value]);
   }

@@ -106,6 +106,20 @@ def test_cancel_running_run_keeps_metrics(module_runs, tiny_run_request):
     assert metrics[-1]["step"] == cancelled["progress"]["step"]
 
 
+def test_time_limited_run_completes_before_its_steps(module_runs, tiny_run_request):
+    # Two seconds of a run that would take many minutes.
+    run = module_runs.create(long_request(tiny_run_request, time_limit_minutes=2 / 60))
+    finished = module_runs.wait_for(run["id"])
+
+    assert finished["status"] == "completed", finished["error"]
+    assert finished["config"]["time_limit_minutes"] == pytest.approx(2 / 60)
+    assert finished["final_metrics"]["stopped_by"] == "time_limit"
+    assert 0 < finished["progress"]["step"] < 1_000_000
+    assert finished["final_metrics"]["seconds"] >= 2.0
+    assert finished["final_metrics"]["final_test_loss"] > 0
+    assert finished["has_checkpoint"] is True
+
+
 def test_cancel_finished_run_conflicts(module_runs, tiny_run_request):
     run = module_runs.wait_for(module_runs.create(tiny_run_request("lstm"))["id"])
     response = module_runs.http.post(f"/api/runs/{run['id']}/cancel")

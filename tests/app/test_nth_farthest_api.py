@@ -128,6 +128,7 @@ def test_relational_presets_launch_the_recipe(module_runs):
             assert body["task_options"] == {"num_vectors": 4, "vector_dim": 4}
             assert (body["batch_size"], body["learning_rate"], body["clip_norm"]) == (512, 3e-4, 1)
             assert body["seed"] == 0
+            assert body["time_limit_minutes"] == 30
     assert plain["runs"][0]["model_options"]["readout_hidden"] == [128, 128]
     assert "curriculum" not in plain["runs"][0]
     assert len(staged["runs"][1]["curriculum"]) == 4

@@ -43,6 +43,8 @@ def test_steps_over_limit(module_runs, tiny_run_request):
         ("steps", "many"),
         ("dtype", "float16"),
         ("clip_norm", -1.0),
+        ("time_limit_minutes", 0.0),
+        ("time_limit_minutes", 1e6),
     ],
 )
 def test_out_of_range_training_field(module_runs, tiny_run_request, field, value):

@@ -57,7 +57,10 @@ def test_run_page_and_explorer_show_nth_farthest(live_server, page, artifacts):
     expect(status).to_contain_text("training on the run's own task")
     expect(status).to_contain_text("Ended: stage 1 at step 3; stage 2 after step 6")
     expect(page.get_by_test_id("config-table")).to_contain_text("curriculum.2")
-    expect(page.get_by_test_id("final-table")).to_contain_text("final test accuracy, n = 3")
+    final_table = page.get_by_test_id("final-table")
+    expect(final_table).to_contain_text("final test accuracy, n = 3")
+    stop_row = final_table.locator("tr", has_text="stopped by")
+    expect(stop_row.locator("td")).to_have_text("all steps done")
     page.screenshot(path=artifacts / "nth-run-page.png", full_page=True)
 
     # Explorer: the vectors in 2-D, the ranking, and slot attention to each vector.
@@ -104,6 +107,7 @@ def test_relational_preset_launches_pair_and_opens_compare(live_server, page):
         assert run["seed"] == 0
         assert run["config"]["batch_size"] == 512
         assert run["config"]["lr_schedule"] == "constant"
+        assert run["config"]["time_limit_minutes"] == 30
     assert runs[0]["config"]["model_options"]["num_heads"] == 4
     assert page.js_errors == []
 

@@ -31,6 +31,7 @@ SUMMARY_FIELDS = {
     "steps",
     "seconds",
     "param_count",
+    "stopped_by",
 }
 
 
@@ -129,6 +130,7 @@ def test_summary_fields():
     result = train(tiny_config(steps=10))
     assert SUMMARY_FIELDS <= set(result.summary)
     assert result.summary["steps"] == 10
+    assert result.summary["stopped_by"] == "steps"
     assert result.summary["final_test_accuracy"] is None
     assert result.summary["final_test_loss"] == result.metrics[-1]["test_loss"]
     assert result.summary["param_count"] == result.model.param_count
@@ -159,10 +161,47 @@ def test_should_stop_cancels_between_steps():
     assert result.status == "cancelled"
     assert result.summary["status"] == "cancelled"
     assert result.summary["steps"] == 7
+    assert result.summary["stopped_by"] == "cancel"
     # The stopped run is evaluated once more, so the summary describes its final weights.
     assert result.metrics[-1]["step"] == 7
     assert result.metrics[-1]["test_loss"] == result.summary["final_test_loss"]
     assert events[-1]["message"].startswith("training cancelled after 7 steps")
+
+
+@pytest.fixture
+def ten_seconds_per_step(monkeypatch):
+    """Make the training clock advance 10 s with every step and stand still otherwise."""
+    clock = {"now": 0.0}
+    original_step = training._Run._train_step
+
+    def timed_step(self, rng):
+        original_step(self, rng)
+        clock["now"] += 10.0
+
+    monkeypatch.setattr(training.time, "perf_counter", lambda: clock["now"])
+    monkeypatch.setattr(training._Run, "_train_step", timed_step)
+
+
+def test_time_limit_ends_run_as_completed(ten_seconds_per_step):
+    result, events = collect_events(tiny_config(steps=30, time_limit_minutes=1.0))
+
+    assert result.status == "completed"
+    assert result.summary["stopped_by"] == "time_limit"
+    # The step that ends at 60 s reaches the limit: 6 steps of 10 s.
+    assert result.summary["steps"] == 6
+    assert result.summary["seconds"] == 60.0
+    assert result.metrics[-1]["step"] == 6
+    assert result.metrics[-1]["test_loss"] == result.summary["final_test_loss"]
+    assert events[-1]["message"].startswith("training completed after 6 steps")
+
+
+def test_time_limit_above_run_length_changes_nothing(ten_seconds_per_step):
+    limited = train(tiny_config(steps=12, time_limit_minutes=5.0))
+    unlimited = train(tiny_config(steps=12))
+    assert limited.summary["stopped_by"] == "steps"
+    assert limited.summary["steps"] == 12
+    for name, value in unlimited.model.params.items():
+        np.testing.assert_array_equal(limited.model.params[name], value)
 
 
 def test_same_seed_gives_same_weights():
@@ -268,6 +307,11 @@ def test_config_rejects_unknown_key():
         ({"model": "gru"}, "invalid model: must be one of lstm, rmc, got 'gru'"),
         ({"clip_norm": -1.0}, "invalid clip_norm: must be a positive number or None"),
         ({"warmup_steps": 20, "steps": 10}, r"invalid warmup_steps: must be at most steps \(10\)"),
+        ({"time_limit_minutes": 0}, r"invalid time_limit_minutes: must be a number in \(0, "),
+        ({"time_limit_minutes": -5.0}, "invalid time_limit_minutes: .* got -5.0"),
+        ({"time_limit_minutes": float("inf")}, "invalid time_limit_minutes: .* got inf"),
+        ({"time_limit_minutes": "30"}, "invalid time_limit_minutes: .* got '30'"),
+        ({"time_limit_minutes": 1e6}, "invalid time_limit_minutes: .* got 1000000.0"),
         ({"task": "copy"}, "unknown task 'copy'"),
         ({"task_options": {"grid_size": 50}}, "invalid option 'grid_size'"),
         ({"task_options": [1]}, "invalid task_options: must be a dict"),
@@ -333,6 +377,14 @@ def test_cli_writes_the_four_files(tmp_path):
 
     model = load_checkpoint(out / "checkpoint.npz")
     assert model.param_count == summary["param_count"]
+
+
+def test_cli_time_limit_flag_is_recorded(tmp_path):
+    out = tmp_path / "run"
+    assert main(cli_arguments(out, "--time-limit-minutes", "5")) == 0
+    assert json.loads((out / "config.json").read_text())["time_limit_minutes"] == 5.0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["steps"], summary["stopped_by"]) == (12, "steps")
 
 
 def test_cli_refuses_existing_run_without_overwrite(tmp_path, capsys):
