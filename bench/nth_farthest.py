@@ -2,29 +2,35 @@
 
 Usage::
 
-    python bench/nth_farthest.py --out /tmp/nth/bench --seeds 0 1 2 --budget-minutes 30
+    python bench/nth_farthest.py --out runs/nth --seeds 0 1 2 --jobs 2
 
-Every combination of ``--models``, ``--curriculum`` and ``--seeds`` trains one after the
-other with the recipe of ``models.recipes``: 4 vectors of 4 dimensions unless
-``--num-vectors`` and ``--vector-dim`` set others. A run ends at ``--steps`` or after the
-wall-clock ``--budget-minutes`` (the config's ``time_limit_minutes``), whichever comes
-first. Each run writes ``config.json``,
-``metrics.jsonl``, ``summary.json`` and ``checkpoint.npz`` to its own folder under
-``--out``; after each run ``results.md`` in ``--out`` is rewritten with one table row per
-finished run: steps, wall time, final and best held-out accuracy, the first evaluation at
-90% or more, and the final accuracy per n. ``--skip-existing`` keeps runs that already
-have a ``summary.json``, so an interrupted sweep can resume.
+Every combination of ``--models``, ``--curriculum`` and ``--seeds`` trains with the recipe
+of ``models.recipes``: 4 vectors of 4 dimensions unless ``--num-vectors`` and
+``--vector-dim`` set others. ``--jobs`` runs train at once, each in its own process (one
+after the other by default). A run ends at ``--steps`` or after the wall-clock
+``--budget-minutes`` (the config's ``time_limit_minutes``), whichever comes first.
 
-The BLAS thread count is set (``--threads``, default 1) before NumPy is imported.
+Each run writes ``config.json``, ``metrics.jsonl``, ``summary.json`` and
+``checkpoint.npz`` to its own folder under ``--out``; after each run ``results.md`` in
+``--out`` is rewritten with one table row per finished run: steps, wall time, held-out
+accuracy after 10, 20 and 30 minutes and after 5,000, 10,000 and 20,000 steps, final and
+best accuracy, the first evaluation at 90% or more, and the final accuracy per n.
+``--skip-existing`` keeps runs that already have a ``summary.json``, so an interrupted
+sweep can resume.
+
+The BLAS thread count of every run (``--threads``, default 1) is set before NumPy is
+imported.
 """
 
 import argparse
 import json
 import logging
+import multiprocessing
 import os
 import platform
 import subprocess
 import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-vectors", type=int, default=4, help="K [4]")
     parser.add_argument("--vector-dim", type=int, default=4, help="D [4]")
     parser.add_argument("--lstm-units", type=int, default=128, help="LSTM hidden units [128]")
-    parser.add_argument("--threads", type=int, default=1, help="BLAS threads [1]")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS threads per run [1]")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs trained at once, each in its own process [1]"
+    )
     parser.add_argument(
         "--skip-existing", action="store_true", help="keep runs that have a summary.json"
     )
@@ -212,8 +221,25 @@ def write_results(out: Path, threads: int, command: str) -> None:
     (out / "results.md").write_text(text)
 
 
+def run_config(args: argparse.Namespace, model: str, seed: int, curriculum: bool) -> dict:
+    """Return the recipe's ``TrainConfig`` dict with the command line's sizes and limits."""
+    from models.recipes import nth_farthest_config
+
+    config = nth_farthest_config(
+        model, seed, curriculum, steps=args.steps, time_limit_minutes=args.budget_minutes
+    )
+    config["task_options"].update(num_vectors=args.num_vectors, vector_dim=args.vector_dim)
+    if model == "lstm":
+        config["model_options"]["hidden_size"] = args.lstm_units
+    return config
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("jobs", "threads", "steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     for name in THREAD_VARIABLES:
         os.environ[name] = str(args.threads)
     sys.path.insert(0, str(REPO_ROOT))
@@ -222,13 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     # Per-step lines of the training loop would drown the evaluations.
     logging.getLogger("models.training").setLevel(logging.WARNING)
-    from models.recipes import nth_farthest_config
 
     command = " ".join(
         ["python bench/nth_farthest.py", *(argv if argv is not None else sys.argv[1:])]
     )
     args.out.mkdir(parents=True, exist_ok=True)
     logger.info("machine: %s; code %s", machine_description(args.threads), code_version())
+    planned = []
     for seed in args.seeds:
         for curriculum in (mode == "on" for mode in args.curriculum):
             for model in args.models:
@@ -236,28 +262,31 @@ def main(argv: list[str] | None = None) -> int:
                 if args.skip_existing and (folder / "summary.json").is_file():
                     logger.info("skipping %s: it has a summary.json", folder)
                     continue
-                config = nth_farthest_config(
-                    model,
-                    seed,
-                    curriculum,
-                    steps=args.steps,
-                    time_limit_minutes=args.budget_minutes,
-                )
-                config["task_options"].update(
-                    num_vectors=args.num_vectors, vector_dim=args.vector_dim
-                )
-                if model == "lstm":
-                    config["model_options"]["hidden_size"] = args.lstm_units
-                logger.info("training %s", folder.name)
-                summary = train_one(config, folder)
-                logger.info(
-                    "%s: %s after %s steps, test accuracy %s",
-                    folder.name,
-                    summary.get("status"),
-                    summary.get("steps"),
-                    summary.get("final_test_accuracy"),
-                )
-                write_results(args.out, args.threads, command)
+                planned.append((run_config(args, model, seed, curriculum), folder))
+
+    def report(folder: Path, summary: dict) -> None:
+        logger.info(
+            "%s: %s after %s steps (%s), test accuracy %s",
+            folder.name,
+            summary.get("status"),
+            summary.get("steps"),
+            summary.get("stopped_by"),
+            summary.get("final_test_accuracy"),
+        )
+        write_results(args.out, args.threads, command)
+
+    if args.jobs == 1:
+        for config, folder in planned:
+            logger.info("training %s", folder.name)
+            report(folder, train_one(config, folder))
+        return 0
+    # Spawned workers inherit the thread variables set above and this process's sys.path.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+        futures = {pool.submit(train_one, config, folder): folder for config, folder in planned}
+        logger.info("training %s, %d at a time", ", ".join(f.name for _, f in planned), args.jobs)
+        for future in as_completed(futures):
+            report(futures[future], future.result())
     return 0
 
 
