@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 import models
-from app.explorer import ExplorerError, _check_posted_sequence, json_array, load_model
+from app.explorer import ExplorerError, check_posted_sequence, json_array, load_model
 from app.validation import FieldErrors, field_error
 from models import analysis
 
@@ -121,7 +121,7 @@ def trace_archive(run: dict, checkpoint: Path, seed: int | None, inputs, target)
     if inputs is None:
         x, y, info = task.sample_with_info(1, np.random.default_rng(seed))
     else:
-        x, y = _check_posted_sequence(task, inputs, target)
+        x, y = check_posted_sequence(task, inputs, target)
     model = load_model(checkpoint)
     _check_size(model, 1, x.shape[1])
 

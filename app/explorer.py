@@ -84,7 +84,7 @@ def _trace_size(model, steps: int) -> int:
     return attention + 3 * steps * config["mem_slots"]
 
 
-def _check_posted_sequence(task, inputs: list[list[float]], target) -> tuple[np.ndarray, object]:
+def check_posted_sequence(task, inputs: list[list[float]], target) -> tuple[np.ndarray, object]:
     """Return the posted inputs (1, T, D) and target as arrays, or raise FieldErrors."""
     widths = {len(row) for row in inputs}
     if widths != {task.input_size}:
@@ -128,7 +128,7 @@ def predict_run(run: dict, checkpoint: Path, seed: int | None, inputs, target) -
         x, y, info = task.sample_with_info(1, np.random.default_rng(seed))
         info = _info_for_first_sequence(info)
     else:
-        x, y = _check_posted_sequence(task, inputs, target)
+        x, y = check_posted_sequence(task, inputs, target)
 
     model = load_model(checkpoint)
     trace_size = _trace_size(model, x.shape[1])

@@ -32,6 +32,11 @@ MAX_SEQUENCE_STEPS = 256
 MAX_INPUT_SIZE = 4096
 MAX_TRACE_VALUES = 4_000_000
 MAX_PENDING_PREDICTIONS = 16
+# Sequences one slot and attention analysis request may draw.
+MAX_ANALYSIS_BATCH = 256
+
+# Runs one sweep may launch.
+MAX_SWEEP_RUNS = 64
 
 
 @dataclass(frozen=True)

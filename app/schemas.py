@@ -237,10 +237,6 @@ class ErrorBody(BaseModel):
     detail: str | list[dict[str, Any]]
 
 
-# Sequences one analysis request may draw.
-MAX_ANALYSIS_BATCH = 256
-
-
 class AnalysisRequest(RequestModel):
     """A batch of sequences to draw from the run's task for the slot and attention analysis."""
 
@@ -248,7 +244,7 @@ class AnalysisRequest(RequestModel):
     batch_size: int = Field(
         64,
         ge=1,
-        le=MAX_ANALYSIS_BATCH,
+        le=limits.MAX_ANALYSIS_BATCH,
         description="Sequences drawn with numpy.random.default_rng(seed).",
     )
 

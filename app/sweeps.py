@@ -3,8 +3,8 @@
 A sweep request names a base run, up to ``MAX_SWEEP_AXES`` axes with their values, and
 the seeds. Every combination of axis values is a *cell*, and every cell trains once per
 seed, so a sweep has ``prod(len(values)) * len(seeds)`` runs, at most
-``MAX_SWEEP_RUNS``. Every run is validated before any is stored, so a sweep starts whole
-or not at all. The runs are ordinary runs of the store, linked by ``sweep_id``, and the
+``app.limits.MAX_SWEEP_RUNS``. Every run is validated before any is stored, so a sweep
+starts whole or not at all. The runs are ordinary runs of the store, linked by ``sweep_id``, and the
 runner (local or Dask) trains them like any other.
 
 The metric of a cell is the final test loss of its finished runs (the final test accuracy
@@ -12,7 +12,6 @@ for classification tasks), as mean and sample standard deviation over the seeds.
 """
 
 import itertools
-import logging
 import math
 import secrets
 import statistics
@@ -21,14 +20,17 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 import models
+from app import limits
 from app.schemas import RunCreate, SweepCreate
-from app.store import ACTIVE_STATUSES, STATUSES, Store
-from app.validation import FieldErrors, ResolvedRun, field_error, resolve_run
-from app.validation import _describe_pydantic_error as describe_pydantic_error
+from app.store import ACTIVE_STATUSES, STATUSES
+from app.validation import (
+    FieldErrors,
+    ResolvedRun,
+    describe_pydantic_error,
+    field_error,
+    resolve_run,
+)
 
-logger = logging.getLogger(__name__)
-
-MAX_SWEEP_RUNS = 64
 # Errors reported for a rejected sweep; the same mistake usually repeats in every cell.
 MAX_REPORTED_ERRORS = 10
 
@@ -84,10 +86,10 @@ def _check_request(request: SweepCreate) -> None:
         errors.append(field_error(("seeds",), message, request.seeds))
     cells = math.prod(len(values) for values in request.grid.values())
     total = cells * len(request.seeds)
-    if total > MAX_SWEEP_RUNS:
+    if total > limits.MAX_SWEEP_RUNS:
         message = (
             f"the grid has {cells} cells x {len(request.seeds)} seeds = {total} runs, more "
-            f"than the limit of {MAX_SWEEP_RUNS}; remove values or seeds"
+            f"than the limit of {limits.MAX_SWEEP_RUNS}; remove values or seeds"
         )
         errors.append(field_error(("grid",), message, total))
     if errors:
@@ -184,34 +186,6 @@ def plan_sweep(request: SweepCreate) -> SweepPlan:
         "cells": {run.resolved.id: list(run.cell) for run in runs},
     }
     return SweepPlan(sweep_id, name, spec, runs)
-
-
-def launch_run(state, body: RunCreate, resolved: ResolvedRun, sweep_id: str | None = None) -> dict:
-    """Store a validated run as queued, publish it and hand it to the runner.
-
-    ``state`` is the application's ``app.state`` (store, recorder, runner). A run that the
-    runner rejects, because the server is stopping, is stored as interrupted.
-    """
-    store: Store = state.store
-    run = store.create_run(
-        {
-            "id": resolved.id,
-            "name": resolved.name,
-            "task": body.task,
-            "model": body.model,
-            "seed": body.seed,
-            "config": resolved.config,
-            "param_count": resolved.cost.parameters,
-            "sweep_id": sweep_id,
-        }
-    )
-    state.recorder.run_created(run)
-    try:
-        state.runner.submit(run["id"], resolved.config)
-    except RuntimeError as exc:
-        state.recorder.run_finished(run["id"], "interrupted", error=f"run not started: {exc}")
-        logger.warning("run %s not started: %s", run["id"], exc)
-    return store.get_run(run["id"]) or run
 
 
 def sweep_status(sweep: dict, runs: list[dict]) -> str:

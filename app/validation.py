@@ -269,7 +269,7 @@ def _check_cost(cost: limits.RunCost, request: RunCreate) -> None:
 # Error responses
 
 
-def _describe_pydantic_error(error: dict) -> str:
+def describe_pydantic_error(error: dict) -> str:
     """Rewrite a pydantic error message so that it names the field and the value."""
     loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
     field = ".".join(loc) or "request body"
@@ -298,7 +298,7 @@ def _short_repr(value: Any, limit: int = 80) -> str:
 
 
 def _compact(error: dict) -> dict:
-    compact = {"loc": list(error.get("loc", ())), "msg": _describe_pydantic_error(error)}
+    compact = {"loc": list(error.get("loc", ())), "msg": describe_pydantic_error(error)}
     compact["type"] = error.get("type", "value_error")
     if "input" in error:
         value = error["input"]

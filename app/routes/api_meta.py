@@ -73,7 +73,7 @@ def training_options() -> list[dict]:
             "time_limit_minutes",
             "float",
             "Wall-clock limit of training in minutes; the run then ends as completed. "
-            "Empty for no limit.",
+            "null for no limit.",
             nullable=True,
         ),
     ]

@@ -4,9 +4,9 @@ import logging
 
 from fastapi import APIRouter, Request
 
+from app.launch import launch_run
 from app.pairs import plan_pair
 from app.schemas import Pair, PairCreate
-from app.sweeps import launch_run
 
 logger = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from app.json_encoding import json_response
+from app.launch import launch_run
 from app.routes.common import ERROR_RESPONSES, get_store, require_run, safe_file_name
 from app.schemas import Metric, Run, RunCreate
 from app.store import ACTIVE_STATUSES, METRIC_FIELDS
@@ -28,29 +29,10 @@ router = APIRouter(prefix="/api/runs", tags=["runs"])
 @router.post("", status_code=201, response_model=Run, responses={422: {}, 503: {}})
 def create_run(body: RunCreate, request: Request) -> dict:
     """Validate a run request, store the run as queued and hand it to the runner."""
-    resolved = resolve_run(body)
-    store = get_store(request)
-    run = store.create_run(
-        {
-            "id": resolved.id,
-            "name": resolved.name,
-            "task": body.task,
-            "model": body.model,
-            "seed": body.seed,
-            "config": resolved.config,
-            # NOTE: an analytic count, equal to make_model's for the current layer layout;
-            # the worker's exact count replaces it when the run finishes.
-            "param_count": resolved.cost.parameters,
-        }
-    )
-    logger.info("run %s (%s) queued", run["id"], run["name"])
-    request.app.state.recorder.run_created(run)
-    try:
-        request.app.state.runner.submit(run["id"], resolved.config)
-    except RuntimeError as exc:
-        store.finish_run(run["id"], "interrupted", error=str(exc))
-        raise HTTPException(503, f"run not started: {exc}") from exc
-    return store.get_run(run["id"]) or run
+    run = launch_run(request.app.state, body, resolve_run(body))
+    if run["status"] == "interrupted":
+        raise HTTPException(503, run["error"])
+    return run
 
 
 @router.get("", response_model=list[Run])

@@ -5,10 +5,11 @@ import re
 
 from fastapi import APIRouter, HTTPException, Request
 
+from app.launch import launch_run
 from app.routes.common import get_store
 from app.schemas import ErrorBody, Sweep, SweepCreate
 from app.store import ACTIVE_STATUSES
-from app.sweeps import launch_run, plan_sweep, summarise_sweep
+from app.sweeps import plan_sweep, summarise_sweep
 
 logger = logging.getLogger(__name__)
 

@@ -17,6 +17,8 @@ const FORM_HELP = {
   key_size: "Query and key size per head; leave empty to use head_size.",
   gate_style: "Gates per memory unit ('unit'), one per slot ('memory'), or no gates ('none').",
   clip_norm: "Maximum global gradient norm; leave empty for no clipping.",
+  time_limit_minutes:
+    "Wall-clock limit of training in minutes; the run then ends as completed. Leave empty for no limit.",
 };
 
 function rangeHint(spec, help) {
