@@ -1,4 +1,5 @@
-"""The ``relmem`` command line: ``relmem serve [--host] [--port] [--data-dir] …``.
+"""The ``relmem`` command line: ``relmem serve [--host] [--port] [--data-dir] …`` and
+``relmem import FOLDER … [--data-dir]``.
 
 Each option falls back to its ``RELMEM_*`` environment variable, then to the default in
 ``app.settings.Settings``. The web server is imported inside ``serve`` so that spawned
@@ -8,6 +9,7 @@ training workers, which import the main module, stay light.
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -57,6 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="Dask scheduler address tcp://HOST:PORT for --executor dask [RELMEM_DASK_SCHEDULER].",
     )
     serve.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="[info]")
+
+    imports = commands.add_parser(
+        "import",
+        help="Add run folders written by python -m models.train to the explorer's data.",
+        description="Check each run folder (config.json, metrics.jsonl, summary.json, "
+        "checkpoint.npz) with the rules of POST /api/runs and store it as a finished run. "
+        "A running server shows the imported runs when its pages are reloaded.",
+    )
+    imports.add_argument("folders", nargs="+", type=Path, metavar="FOLDER", help="run folder")
+    imports.add_argument(
+        "--data-dir", help="Folder for the run database and checkpoints [RELMEM_DATA_DIR, ./data]."
+    )
     return parser
 
 
@@ -116,10 +130,34 @@ def serve(settings: Settings, log_level: str) -> None:
     )
 
 
+def import_runs(settings: Settings, folders: list[Path]) -> int:
+    """Import each run folder into the settings' data folder; return 1 if any failed."""
+    from app.importer import RunImportError, import_run
+    from app.store import Store
+
+    store = Store(settings.database_path)
+    failed = 0
+    try:
+        for folder in folders:
+            try:
+                run = import_run(folder, store, settings.runs_dir)
+            except RunImportError as exc:
+                print(f"relmem import: {folder}: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            print(f"imported {folder} as run {run['id']} ({run['name']}): /runs/{run['id']}")
+    finally:
+        store.close()
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "import":
+            overrides = {} if args.data_dir is None else {"data_dir": args.data_dir}
+            return import_runs(Settings(**overrides), args.folders)
         settings = _settings_from(args)
     except ValidationError as exc:
         problems = "; ".join(

@@ -9,6 +9,22 @@ from app.validation import ResolvedRun
 logger = logging.getLogger(__name__)
 
 
+def run_record(
+    body: RunCreate, resolved: ResolvedRun, param_count: int, sweep_id: str | None = None
+) -> dict:
+    """Return the fields ``Store.create_run`` takes for a validated run request."""
+    return {
+        "id": resolved.id,
+        "name": resolved.name,
+        "task": body.task,
+        "model": body.model,
+        "seed": body.seed,
+        "config": resolved.config,
+        "param_count": param_count,
+        "sweep_id": sweep_id,
+    }
+
+
 def launch_run(state, body: RunCreate, resolved: ResolvedRun, sweep_id: str | None = None) -> dict:
     """Store a validated run as queued, publish it and submit it; return the stored run.
 
@@ -17,20 +33,9 @@ def launch_run(state, body: RunCreate, resolved: ResolvedRun, sweep_id: str | No
     error "run not started: ..." and returned so; the caller decides what to answer.
     """
     store: Store = state.store
-    run = store.create_run(
-        {
-            "id": resolved.id,
-            "name": resolved.name,
-            "task": body.task,
-            "model": body.model,
-            "seed": body.seed,
-            "config": resolved.config,
-            # NOTE: an analytic count, equal to make_model's for the current layer layout;
-            # the worker's exact count replaces it when the run finishes.
-            "param_count": resolved.cost.parameters,
-            "sweep_id": sweep_id,
-        }
-    )
+    # NOTE: an analytic parameter count, equal to make_model's for the current layer
+    # layout; the worker's exact count replaces it when the run finishes.
+    run = store.create_run(run_record(body, resolved, resolved.cost.parameters, sweep_id))
     logger.info("run %s (%s) queued", run["id"], run["name"])
     state.recorder.run_created(run)
     try:

@@ -100,7 +100,7 @@ class Recorder:
         param_count: int | None = None,
     ) -> bool:
         """Record the end of a run; return False if it had already ended."""
-        final_metrics = None if summary is None else _final_metrics(summary)
+        final_metrics = None if summary is None else final_metrics_of(summary)
         with self._lock:
             run = self.store.finish_run(
                 run_id,
@@ -132,7 +132,7 @@ class Recorder:
         self.hub.publish_threadsafe(ALL_RUNS_CHANNEL, message)
 
 
-def _final_metrics(summary: Mapping) -> dict:
+def final_metrics_of(summary: Mapping) -> dict:
     """Return the summary fields kept with a finished run, with non-finite numbers as None."""
     final = {}
     for name in SUMMARY_FIELDS:

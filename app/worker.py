@@ -114,7 +114,7 @@ def _train_and_report(run_id, config, run_dir, send, should_stop, parent_pid) ->
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         models.save_checkpoint(result.model, run_dir / CHECKPOINT_NAME)
-        _write_json_atomically(
+        write_json_atomically(
             run_dir / CONFIG_NAME,
             {
                 "run_id": run_id,
@@ -148,7 +148,7 @@ def _finished(status, error=None, summary=None, has_checkpoint=False, param_coun
     }
 
 
-def _write_json_atomically(path: Path, data: dict) -> None:
+def write_json_atomically(path: Path, data: dict) -> None:
     """Write ``data`` as JSON to a temporary file beside ``path``, then rename it."""
     handle = tempfile.NamedTemporaryFile(
         "w", dir=path.parent, prefix=f".{path.name}-", suffix=".tmp", delete=False
