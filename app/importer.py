@@ -28,8 +28,9 @@ from app.worker import CHECKPOINT_NAME, CONFIG_NAME, write_json_atomically
 logger = logging.getLogger(__name__)
 
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoint.npz")
-# Status in summary.json -> status of the stored run.
-STATUS_OF_SUMMARY = {"completed": "completed", "cancelled": "cancelled", "diverged": "failed"}
+# Status in summary.json -> status of the stored run. A diverged run has no checkpoint to
+# import: ``python -m models.train`` writes one only when training ends normally.
+STATUS_OF_SUMMARY = {"completed": "completed", "cancelled": "cancelled"}
 
 
 class RunImportError(ValueError):
@@ -158,11 +159,9 @@ def _store_run(store, body, resolved, events, status, summary, model, folder) ->
         store.add_metric(resolved.id, event)
     store.add_log(resolved.id, utc_now(), f"imported from {folder.resolve()}")
     store.mark_running(resolved.id)
-    error = summary.get("error") if status == "failed" else None
     return store.finish_run(
         resolved.id,
         status,
-        error=error,
         final_metrics=final_metrics_of(summary),
         has_checkpoint=True,
         param_count=model.param_count,
