@@ -95,8 +95,8 @@ def _load_checkpoint(path: Path, body: RunCreate):
         raise RunImportError(f"checkpoint.npz: {exc}") from exc
     if model.config["kind"] != body.model:
         raise RunImportError(
-            f"checkpoint.npz holds an {model.config['kind']} model, but config.json "
-            f"trains an {body.model}"
+            f"checkpoint.npz contains a model of kind {model.config['kind']!r}, but "
+            f"config.json trains {body.model!r}"
         )
     return model
 
@@ -133,8 +133,9 @@ def import_run(folder: Path, store: Store, runs_dir: Path) -> dict:
     model = _load_checkpoint(folder / "checkpoint.npz", body)
 
     run_dir = Path(runs_dir) / resolved.id
+    # Created before the try, so that the cleanup never removes a folder it did not create.
+    run_dir.mkdir(parents=True)
     try:
-        run_dir.mkdir(parents=True)
         shutil.copyfile(folder / "checkpoint.npz", run_dir / CHECKPOINT_NAME)
         record = {
             "run_id": resolved.id,

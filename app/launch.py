@@ -30,7 +30,7 @@ def launch_run(state, body: RunCreate, resolved: ResolvedRun, sweep_id: str | No
 
     ``state`` is the application's ``app.state`` (store, recorder, runner). A run that the
     runner rejects, because the server is stopping, is stored as "interrupted" with the
-    error "run not started: ..." and returned so; the caller decides what to answer.
+    error "run not started: ..." and returned; the caller decides how to respond.
     """
     store: Store = state.store
     # NOTE: an analytic parameter count, equal to make_model's for the current layer

@@ -24,9 +24,8 @@ NTH_FARTHEST_MODELS = {
     "lstm": {"hidden_size": 128, "readout_hidden": [128, 128]},
 }
 
-# A run trains for 30 minutes of wall-clock time; the step limit is only a cap, far above
-# what a laptop CPU does in that time (about 31,000 RMC or 100,000 LSTM steps on one core
-# of the machine in docs/results.md).
+# A run trains for 30 minutes of wall-clock time. The step limit is only a cap: on one core
+# of the machine in docs/results.md, 30 minutes were about 28,700 RMC or 100,000 LSTM steps.
 NTH_FARTHEST_TRAINING = {
     "steps": 200_000,
     "time_limit_minutes": 30.0,

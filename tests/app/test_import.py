@@ -111,9 +111,8 @@ def test_checkpoint_of_another_model_kind_is_rejected(folder, tmp_path, capsys):
     (folder / "config.json").write_text(json.dumps(config))
     data_dir = tmp_path / "data"
     assert main(["import", str(folder), "--data-dir", str(data_dir)]) == 1
-    assert "checkpoint.npz holds an rmc model, but config.json trains an lstm" in (
-        capsys.readouterr().err
-    )
+    error = capsys.readouterr().err
+    assert "checkpoint.npz contains a model of kind 'rmc', but config.json trains 'lstm'" in error
     assert_nothing_written(data_dir)
 
 
