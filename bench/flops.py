@@ -27,6 +27,16 @@ def _readout_flops(rows, feature_size, readout_hidden, output_size):
     return sum(matmul_flops(rows, a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
 
 
+def _gate_input_flops(rows, input_size, width, gate_columns):
+    """FLOPs of the gates' input term u @ W_gx, taken as models.rmc_input takes it."""
+    if input_size < width:  # [x | 1] @ ([W_in; b_in] @ W_gx)
+        extended = input_size + 1
+        return matmul_flops(extended, width, gate_columns) + matmul_flops(
+            rows, extended, gate_columns
+        )
+    return matmul_flops(rows, width, gate_columns)
+
+
 def rmc_forward_flops(config, batch, steps):
     """Matmul FLOPs of one RMC forward pass over (batch, steps) for a model ``config``."""
     slots, heads, head_size = config["mem_slots"], config["num_heads"], config["head_size"]
@@ -50,7 +60,7 @@ def rmc_forward_flops(config, batch, steps):
     total = matmul_flops(batch * steps, config["input_size"], width)  # input projection
     if gate_width:
         per_step += matmul_flops(batch * slots, width, 2 * gate_width)  # tanh(M) @ W_gm
-        total += matmul_flops(batch * steps, width, 2 * gate_width)  # u @ W_gx
+        total += _gate_input_flops(batch * steps, config["input_size"], width, 2 * gate_width)
     total += steps * per_step
 
     readout_rows = batch * steps if config["per_step_targets"] else batch

@@ -51,6 +51,7 @@ from models.layers import (
     init_linear,
     layer_norm_backward_into,
     layer_norm_into,
+    row_mean,
     sum_rows,
 )
 
@@ -101,7 +102,7 @@ def prepare_block(block, mlp_layers, num_heads, key_size, row_shape, empty=np.em
     ``empty(shape, dtype)`` allocates the tiles, ``np.empty`` or ``PoolLease.empty``.
     """
     weight, bias = block["qkv.W"], block["qkv.b"]
-    qkv_weight = weight - weight.mean(axis=1, keepdims=True)  # (F, Q)
+    qkv_weight = weight - row_mean(weight)  # (F, Q)
     qkv_width = weight.shape[1]
     group = qkv_width // num_heads  # 2K + V columns per head, in the order [q | k | v]
     column_scale = np.ones((num_heads, group), dtype=weight.dtype)
@@ -109,7 +110,7 @@ def prepare_block(block, mlp_layers, num_heads, key_size, row_shape, empty=np.em
     column_scale = column_scale.reshape(qkv_width)
 
     vectors = {
-        "qkv.b": bias - bias.mean(),
+        "qkv.b": bias - row_mean(bias),
         "qkv_norm.gain": block["qkv_norm.gain"] * column_scale,
         "qkv_norm.bias": block["qkv_norm.bias"] * column_scale,
         "qkv_norm.gain/unscaled": block["qkv_norm.gain"],
@@ -117,10 +118,15 @@ def prepare_block(block, mlp_layers, num_heads, key_size, row_shape, empty=np.em
     for name in ("attention_norm.gain", "attention_norm.bias", "mlp_norm.gain", "mlp_norm.bias"):
         vectors[name] = block[name]
 
-    def tile(vector):
-        tiled = empty((row_shape[0] * row_shape[1], vector.shape[0]), vector.dtype)
-        tiled[...] = vector
-        return tiled
+    def tile(group):
+        """Return each vector of the list ``group``, all of one width D, tiled to (R B, D)."""
+        tiled = empty((len(group), row_shape[0] * row_shape[1], group[0].shape[0]), weight.dtype)
+        tiled[...] = np.stack(group)[:, None, :]  # [V, D] -> [V, 1, D], one copy for all V
+        return list(tiled)
+
+    qkv_names = ["qkv.b", "qkv_norm.gain", "qkv_norm.bias", "qkv_norm.gain/unscaled"]
+    row_names = [name for name in vectors if name not in qkv_names]
+    row_tiles = tile([vectors[name] for name in row_names] + [b for _, b in mlp_layers])
 
     return BlockWeights(
         num_heads=num_heads,
@@ -131,8 +137,11 @@ def prepare_block(block, mlp_layers, num_heads, key_size, row_shape, empty=np.em
         qkv_weight_t=np.ascontiguousarray(qkv_weight.T),
         mlp_layers=list(mlp_layers),
         mlp_weights_t=[np.ascontiguousarray(w.T) for w, _ in mlp_layers],
-        mlp_biases=[tile(b) for _, b in mlp_layers],
-        tiled={name: tile(vector) for name, vector in vectors.items()},
+        mlp_biases=row_tiles[len(row_names) :],
+        tiled={
+            **dict(zip(qkv_names, tile([vectors[name] for name in qkv_names]), strict=True)),
+            **dict(zip(row_names, row_tiles, strict=False)),
+        },
     )
 
 
@@ -418,8 +427,8 @@ def _qkv_param_grads(tape, grad_tape):
     weight = _rows(tape.z).T @ d_qkv_pre  # (F, S R B) @ (S R B, Q)
     bias = sum_rows(d_qkv_pre)
     grads = {
-        "qkv.W": weight - weight.mean(axis=1, keepdims=True),
-        "qkv.b": bias - bias.mean(),
+        "qkv.W": weight - row_mean(weight),
+        "qkv.b": bias - row_mean(bias),
     }
     grads.update(_norm_grads("qkv_norm", grad_tape.d_qkv, tape.qkv_hat))
     return grads

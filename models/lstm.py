@@ -194,11 +194,16 @@ class LSTM(RecurrentModel):
 
     def _core_forward(self, x, lease):
         tape = lstm_forward(x, self.params["lstm.W"], self.params["lstm.b"], empty=lease.empty)
-        features = tape.h[1:].transpose(1, 0, 2).copy()  # [T, B, U] -> [B, T, U], off the pool
-        return features, tape
+        if not self.hyper.per_step_targets:
+            return tape.h[-1].copy(), tape  # (B, U), off the pool
+        return tape.h[1:].transpose(1, 0, 2).copy(), tape  # [T, B, U] -> [B, T, U]
 
     def _core_backward(self, d_features, tape, lease):
-        d_h = d_features.transpose(1, 0, 2)  # [B, T, U] -> [T, B, U]
+        if self.hyper.per_step_targets:
+            d_h = d_features.transpose(1, 0, 2)  # [B, T, U] -> [T, B, U]
+        else:
+            d_h = np.zeros(tape.h[1:].shape, dtype=d_features.dtype)  # (T, B, U)
+            d_h[-1] = d_features
         dx, d_weight, d_bias, _, _ = lstm_backward(
             d_h, tape, self.params["lstm.W"], empty=lease.empty
         )

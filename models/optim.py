@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 LR_SCHEDULES = ("constant", "cosine")
+NORM_CHUNK = 2**16  # entries per dot product of the gradient norm
 
 
 def global_norm(grads: dict[str, np.ndarray]) -> float:
@@ -155,6 +156,9 @@ class _FlatGroup:
         self.second = np.zeros(total, dtype=dtype)
         self.grad = np.empty(total, dtype=dtype)
         self.scratch = np.empty(total, dtype=dtype)
+        self.norm_chunks = [
+            (start, min(start + NORM_CHUNK, total)) for start in range(0, total, NORM_CHUNK)
+        ]
 
     def views(self, flat):
         """Return {key: view of ``flat`` with the parameter's shape}."""
@@ -171,13 +175,14 @@ class _FlatGroup:
     def squared_norm(self):
         """Return the squared norm of the gathered gradients.
 
-        One BLAS dot product per parameter in the parameters' dtype, summed over
-        parameters in float64: each dot accumulates at most one parameter's
-        entries, and no float64 copy of the gradients is made.
+        One BLAS dot product per chunk of at most ``NORM_CHUNK`` entries in the
+        parameters' dtype, summed over chunks in float64: no dot accumulates
+        more than ``NORM_CHUNK`` entries, and no float64 copy of the gradients
+        is made.
         """
         return sum(
             float(np.dot(self.grad[start:end], self.grad[start:end]))
-            for start, end in zip(self.offsets[:-1], self.offsets[1:], strict=True)
+            for start, end in self.norm_chunks
         )
 
     def update(self, adam, scale, step_size, eps_hat):

@@ -1,9 +1,10 @@
 """The readout head and the model interface shared by the LSTM and the RMC.
 
 A model is a recurrent core followed by a readout MLP. The core turns inputs
-of shape (B, T, D) into per-step features of shape (B, T, S). The readout maps
-the last step's features (B, S) to outputs of width O, or every step's
-features (B, T, S) when ``per_step_targets`` is set. Subclasses provide the
+of shape (B, T, D) into per-step features of width S. The readout maps the
+last step's features (B, S) to outputs of width O, or every step's features
+(B, T, S) when ``per_step_targets`` is set; the core computes and
+backpropagates only the features the readout uses. Subclasses provide the
 core, and this module provides ``forward``, ``backward``, ``loss_and_grads``
 and ``predict`` on top of it.
 
@@ -107,7 +108,6 @@ class PoolLease:
 class ModelCache(NamedTuple):
     core: Any  # the core's own cache
     readout: Any  # MLPCache of the readout
-    feature_shape: tuple[int, int, int]  # (B, T, S)
     lease: PoolLease  # the buffers of the core's cache
 
 
@@ -183,10 +183,9 @@ class RecurrentModel:
         """
         x = self._check_input(x)
         lease = self.pool.lease()
-        features, core_cache = self._core_forward(x, lease)  # (B, T, S)
-        selected = features if self.hyper.per_step_targets else features[:, -1]
-        outputs, readout_cache = mlp_forward(selected, self._readout_layers())
-        cache = ModelCache(core_cache, readout_cache, features.shape, lease)
+        features, core_cache = self._core_forward(x, lease)  # (B, T, S) or (B, S)
+        outputs, readout_cache = mlp_forward(features, self._readout_layers())
+        cache = ModelCache(core_cache, readout_cache, lease)
         return outputs, cache, (self._trace(core_cache) if trace else None)
 
     def backward(self, d_outputs, cache):
@@ -195,12 +194,7 @@ class RecurrentModel:
         Returns:
             (dx, grads): dx of shape (B, T, D) and grads with exactly the keys of params.
         """
-        d_selected, readout_grads = mlp_backward(d_outputs, cache.readout)
-        if self.hyper.per_step_targets:
-            d_features = d_selected
-        else:
-            d_features = np.zeros(cache.feature_shape, dtype=d_selected.dtype)  # (B, T, S)
-            d_features[:, -1] = d_selected
+        d_features, readout_grads = mlp_backward(d_outputs, cache.readout)
         dx, grads = self._core_backward(d_features, cache.core, cache.lease)
         for j, local in enumerate(readout_grads):
             grads.update({f"readout.{j}.{name}": value for name, value in local.items()})
@@ -241,11 +235,18 @@ class RecurrentModel:
         raise NotImplementedError
 
     def _core_forward(self, x, lease):
-        """Return (features (B, T, S), core cache); take buffers from ``lease.empty``."""
+        """Return (features, core cache); take buffers from ``lease.empty``.
+
+        The features are those of every step, (B, T, S), with ``per_step_targets``,
+        else those of the last step, (B, S).
+        """
         raise NotImplementedError
 
     def _core_backward(self, d_features, core_cache, lease):
-        """Return (dx, grads of the core parameters); may take more buffers from the lease."""
+        """Return (dx, grads of the core parameters); may take more buffers from the lease.
+
+        ``d_features`` has the shape of the features ``_core_forward`` returned.
+        """
         raise NotImplementedError
 
     def _trace(self, core_cache):

@@ -63,12 +63,13 @@ from models.attention import (
 from models.layers import (
     LinearCache,
     init_linear,
-    linear_backward,
     linear_forward,
     sigmoid_of_halved,
+    sum_middle,
     sum_rows,
 )
 from models.readout import ModelConfig, RecurrentModel
+from models.rmc_input import gate_input_term, input_path_backward
 
 GATE_STYLES = ("unit", "memory", None)
 INPUT_GATE_BIAS = 0.0
@@ -198,9 +199,11 @@ def gate_param_grads(tape, d_gates, batch):
     """Return the ``gate_memory`` grads and d_gate_x (S, B, 2G), summed over all S steps."""
     d_rows = _rows(d_gates)  # (S N B, 2G)
     grads = {"W": _rows(tape.tanh_memory).T @ d_rows, "b": sum_rows(d_rows)}
-    # The input part was repeated for every slot: [S, N B, 2G] -> [S, N, B, 2G], summed over N.
+    # The input part was repeated for every slot: [S, N B, 2G] -> [S, N, B 2G], summed over N.
     steps, rows, width = d_gates.shape
-    return grads, d_gates.reshape(steps, rows // batch, batch, width).sum(axis=1)
+    slots = rows // batch
+    d_gate_x = sum_middle(d_gates.reshape(steps, slots, batch * width))  # (S, B 2G)
+    return grads, d_gate_x.reshape(steps, batch, width)
 
 
 def gates_forward(candidate, memory_prev, gate_x, weight, bias):
@@ -237,7 +240,6 @@ def gates_backward(d_memory, cache):
 
 class RMCCache(NamedTuple):
     input_proj: LinearCache
-    gate_input: LinearCache | None
     rows: np.ndarray  # (T + 1, (N + 1) B, F): rows[t] = [M_{t-1}; u_t]; M_T in rows[T, :N B]
     blocks: list[BlockTape]  # one per block, each over all T steps
     block_weights: list[BlockWeights]
@@ -313,15 +315,6 @@ class RelationalMemory(RecurrentModel):
             )
         return weights
 
-    def _gate_inputs(self, x_proj):
-        """Return half the memory-free gate pre-activations, time-major (T, B, 2G), and a cache."""
-        params = self.params
-        gate_x, gate_input = linear_forward(x_proj, params["gate_input.W"], params["gate_input.b"])
-        # The memory term's bias and the constant biases join the input term once per sequence.
-        gate_x += params["gate_memory.b"] + constant_gate_bias(self.gate_width, self.dtype)
-        gate_x *= 0.5  # the steps compute the pre-activations halved, see gates_step_forward
-        return gate_x.transpose(1, 0, 2), gate_input  # [B, T, 2G] -> [T, B, 2G]
-
     def _core_forward(self, x, lease):
         batch, steps, _ = x.shape
         slots, mem_size = self.hyper.mem_slots, self.mem_size
@@ -329,10 +322,11 @@ class RelationalMemory(RecurrentModel):
 
         # Input projections for all steps at once.
         x_proj, input_proj = linear_forward(x, params["input_proj.W"], params["input_proj.b"])
+        u = x_proj.transpose(1, 0, 2)  # [B, T, F] -> [T, B, F]
         memory_rows = slots * batch  # N B
         rows = lease.empty((steps + 1, memory_rows + batch, mem_size), self.dtype)
         rows[0, :memory_rows] = _slot_major(initial_memory(batch, slots, mem_size, self.dtype))
-        rows[:steps, memory_rows:] = x_proj.transpose(1, 0, 2)  # [B, T, F] -> [T, B, F]
+        rows[:steps, memory_rows:] = u
         rows[steps, memory_rows:] = 0.0  # no input row after the last step
 
         block_weights = self._block_weights(batch, lease)
@@ -342,9 +336,13 @@ class RelationalMemory(RecurrentModel):
             kept = slots if block == len(block_weights) - 1 else slots + 1
             tapes.append(allocate_block_tape(block_input, weights, lease.empty, kept))
             block_input = tapes[-1].out
-        gate_x, gate_input, gate_tape = None, None, None
+        gate_x, gate_tape = None, None
         if gated:
-            gate_x, gate_input = self._gate_inputs(x_proj)
+            # The memory term's bias and the constant biases join the input term once per
+            # sequence, halved: the steps compute the pre-activations halved, see
+            # gates_step_forward.
+            extra_bias = params["gate_memory.b"] + constant_gate_bias(self.gate_width, self.dtype)
+            gate_x = gate_input_term(x, u, params, extra_bias, 0.5)  # (T, B, 2G)
             gate_tape = allocate_gate_tape(
                 rows[:steps, :memory_rows], params["gate_memory.W"], lease.empty
             )
@@ -358,19 +356,28 @@ class RelationalMemory(RecurrentModel):
             else:
                 rows[t + 1, :memory_rows] = candidate
 
+        cache = RMCCache(input_proj, rows, tapes, block_weights, gate_tape)
+        if not self.hyper.per_step_targets:
+            # [N B, F] -> [N, B, F] -> [B, N, F] -> [B, N F], a copy: rows is pooled
+            memory = rows[steps, :memory_rows].reshape(slots, batch, mem_size)
+            return memory.transpose(1, 0, 2).copy().reshape(batch, -1), cache
         # [T, N B, F] -> [T, N, B, F] -> [B, T, N, F] -> [B, T, N F], a copy: rows is pooled
         memory = rows[1:, :memory_rows].reshape(steps, slots, batch, mem_size)
-        features = memory.transpose(2, 0, 1, 3).copy().reshape(batch, steps, -1)
-        cache = RMCCache(input_proj, gate_input, rows, tapes, block_weights, gate_tape)
-        return features, cache
+        return memory.transpose(2, 0, 1, 3).copy().reshape(batch, steps, -1), cache
 
     def _core_backward(self, d_features, cache, lease):
-        batch, steps, _ = d_features.shape
+        batch = d_features.shape[0]
+        steps = cache.rows.shape[0] - 1
         slots, mem_size = self.hyper.mem_slots, self.mem_size
         memory_rows = slots * batch
-        # [B, T, N F] -> [B, T, N, F] -> [T, N, B, F] -> [T, N B, F]
-        d_features = d_features.reshape(batch, steps, slots, mem_size).transpose(1, 2, 0, 3)
-        d_features = d_features.reshape(steps, memory_rows, mem_size)
+        if self.hyper.per_step_targets:
+            # [B, T, N F] -> [B, T, N, F] -> [T, N, B, F] -> [T, N B, F]
+            d_features = d_features.reshape(batch, steps, slots, mem_size).transpose(1, 2, 0, 3)
+            d_features = d_features.reshape(steps, memory_rows, mem_size)
+        else:
+            # [B, N F] -> [B, N, F] -> [N, B, F] -> [N B, F], the last step's only
+            d_features = d_features.reshape(batch, slots, mem_size).transpose(1, 0, 2)
+            d_last = d_features.reshape(memory_rows, mem_size)
         grad_tapes = [allocate_grad_tape(tape, lease.empty) for tape in cache.blocks]
         d_rows = lease.empty((steps, memory_rows + batch, mem_size), d_features.dtype)
         d_gates = None
@@ -380,8 +387,10 @@ class RelationalMemory(RecurrentModel):
         # Walk the steps backward; the initial memory is constant, so its gradient is dropped.
         d_memory = np.zeros((memory_rows, mem_size), dtype=d_features.dtype)
         for t in reversed(range(steps)):
-            if self.hyper.per_step_targets or t == steps - 1:  # d_features is zero elsewhere
+            if self.hyper.per_step_targets:
                 d_memory = d_memory + d_features[t]
+            elif t == steps - 1:  # no gradient reaches the features of earlier steps
+                d_memory = d_memory + d_last
             d_memory = self._step_backward(t, d_memory, cache, grad_tapes, d_rows, d_gates)
 
         return self._param_grads(cache, grad_tapes, d_rows, d_gates)
@@ -423,16 +432,14 @@ class RelationalMemory(RecurrentModel):
 
         batch = d_rows.shape[1] // (self.hyper.mem_slots + 1)
         memory_rows = self.hyper.mem_slots * batch
-        d_x_proj = d_rows[:, memory_rows:].transpose(1, 0, 2)  # [T, B, F] -> [B, T, F]
+        d_gate_x = None
         if d_gates is not None:
             local, d_gate_x = gate_param_grads(cache.gates, d_gates, batch)
             grads.update({f"gate_memory.{name}": value for name, value in local.items()})
-            # [T, B, 2G] -> [B, T, 2G], back through u @ W_gx + b_gx for all steps at once
-            d_from_gates, local = linear_backward(d_gate_x.transpose(1, 0, 2), cache.gate_input)
-            grads.update({f"gate_input.{name}": value for name, value in local.items()})
-            d_x_proj = d_x_proj + d_from_gates
-        dx, local = linear_backward(d_x_proj, cache.input_proj)
-        grads.update({f"input_proj.{name}": value for name, value in local.items()})
+        steps = d_rows.shape[0]
+        u, d_u = cache.rows[:steps, memory_rows:], d_rows[:, memory_rows:]  # (T, B, F)
+        dx, local = input_path_backward(cache.input_proj.x, u, d_u, d_gate_x, self.params)
+        grads.update(local)
         return dx, grads
 
     def _trace(self, cache):
