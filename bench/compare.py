@@ -96,6 +96,14 @@ def parse_args(argv=None):
     parser.add_argument(
         "--warmup-seconds", type=float, default=1.0, help="Warm-up per implementation, in seconds."
     )
+    parser.add_argument(
+        "--malloc",
+        choices=["keep", "default"],
+        default="keep",
+        help="keep: the process keeps freed memory for reuse, as training does "
+        "(models/allocator.py), for both implementations; default: the C library's own "
+        "thresholds.",
+    )
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error(f"--threads must be at least 1, got {args.threads}")

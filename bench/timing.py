@@ -14,6 +14,7 @@ import torch
 
 from bench.flops import MatmulRate, largest_matmul_shape, training_step_flops
 from bench.torch_reference import from_numpy_model, loss_of
+from models.allocator import keep_freed_memory
 from models.factory import make_model
 from models.optim import Adam
 from models.tasks import make_task
@@ -229,10 +230,14 @@ def training_rows(name, kind, config, result, flop_rate):
 def run_benchmark(configs, args):
     """Benchmark every model of every named configuration; print the tables; return a summary."""
     torch.set_num_threads(args.threads)
+    kept = args.malloc == "keep" and keep_freed_memory()
     for line in describe_machine(args.threads):
         print(line)
+    print(f"malloc: --malloc {args.malloc}; freed memory kept in the process: {kept}")
+    summary_malloc = {"malloc": args.malloc, "malloc_kept": kept}
 
     summary = {
+        **summary_malloc,
         "threads": args.threads,
         "ratios": {},
         "ratios_cpu": {},

@@ -33,6 +33,13 @@ def parse_args(argv=None):
     parser.add_argument("--model", choices=["rmc", "lstm"], default="rmc")
     parser.add_argument("--predict", action="store_true", help="Time batch-1 predict instead.")
     parser.add_argument("--threads", type=int, default=1, help="BLAS and OpenMP threads.")
+    parser.add_argument(
+        "--malloc",
+        choices=["keep", "default"],
+        default="keep",
+        help="keep: the process keeps freed memory for reuse, as training does; "
+        "default: the C library's own thresholds.",
+    )
     parser.add_argument("--blocks", type=int, default=7, help="Timed blocks per tree.")
     parser.add_argument(
         "--block-seconds", type=float, default=0.5, help="Target duration of one block, seconds."
@@ -93,6 +100,13 @@ def main(argv=None):
     for name in THREAD_VARIABLES:
         os.environ[name] = str(args.threads)
     import numpy  # imported only now, so that the thread variables are set first
+
+    if args.malloc == "keep":
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from models.allocator import keep_freed_memory
+
+        print(f"freed memory kept in the process: {keep_freed_memory()}")
+        sys.path.pop(0)  # import_tree drops this models package before loading each tree
 
     steps = [build_step(tree, args, numpy) for tree in args.trees]
     warm = [time_block(step, 3)[0] for step in steps]

@@ -164,6 +164,11 @@ class BlockTape(NamedTuple):
     out_hat: np.ndarray  # (S, R' B, F) MLP norm: normalised input
     out_inv_std: np.ndarray  # (S, R' B, 1)
     out: np.ndarray  # (S, R' B, F) block output
+    # The qkv map's output z @ W_qkv (centred weight, no bias) of the last B' rows
+    # of every step, (S, B', Q), when the caller computed it for all steps at once.
+    # The steps then take the map of the other rows only, and the backward leaves
+    # the product d_qkv_pre @ W_qkv^T out of the dz of these rows, for the caller.
+    given_qkv: np.ndarray | None = None
 
 
 class BlockGradTape(NamedTuple):
@@ -253,7 +258,14 @@ def _attention_step_forward(tape, t, weights, attended):
     tiled = weights.tiled
 
     # qkv map and layer norm over the whole qkv row; the centred weights give zero-mean rows.
-    qkv_pre = tape.z[t] @ weights.qkv_weight  # (R B, F) @ (F, Q)
+    z = tape.z[t]
+    if tape.given_qkv is None:
+        qkv_pre = z @ weights.qkv_weight  # (R B, F) @ (F, Q)
+    else:
+        computed = z.shape[0] - tape.given_qkv.shape[1]
+        qkv_pre = np.empty((z.shape[0], weights.qkv_weight.shape[1]), dtype=z.dtype)
+        np.matmul(z[:computed], weights.qkv_weight, out=qkv_pre[:computed])
+        qkv_pre[computed:] = tape.given_qkv[t]
     qkv_pre += tiled["qkv.b"]
     layer_norm_into(
         qkv_pre,
@@ -352,6 +364,7 @@ def _qkv_step_backward(tape, grad_tape, t, weights, dz):
     ``d_qkv_pre[t]`` receives the norm's input gradient before the removal of
     its row means (``centre=False``): the product with the centred weight
     removes them on the way to dz, and ``_qkv_param_grads`` once per sequence.
+    The rows of ``tape.given_qkv`` get a zero dz.
     """
     layer_norm_backward_into(
         grad_tape.d_qkv[t],
@@ -361,7 +374,12 @@ def _qkv_step_backward(tape, grad_tape, t, weights, dz):
         out=grad_tape.d_qkv_pre[t],
         centre=False,
     )
-    np.matmul(grad_tape.d_qkv_pre[t], weights.qkv_weight_t, out=dz)  # (R B, Q) @ (Q, F)
+    if tape.given_qkv is None:
+        np.matmul(grad_tape.d_qkv_pre[t], weights.qkv_weight_t, out=dz)  # (R B, Q) @ (Q, F)
+        return
+    computed = dz.shape[0] - tape.given_qkv.shape[1]
+    np.matmul(grad_tape.d_qkv_pre[t][:computed], weights.qkv_weight_t, out=dz[:computed])
+    dz[computed:] = 0.0
 
 
 def block_step_backward(tape, grad_tape, t, weights, dz):

@@ -69,9 +69,14 @@ from models.layers import (
     sum_rows,
 )
 from models.readout import ModelConfig, RecurrentModel
-from models.rmc_input import gate_input_term, input_path_backward
+from models.rmc_input import gate_input_term, input_path_backward, input_term, through_input
 
 GATE_STYLES = ("unit", "memory", None)
+# The first block's qkv map of the input rows can be taken for all steps at once
+# through x (see models.rmc_input). That saves 2 B Q (F - D - 1) FLOPs a step
+# but adds four NumPy calls a step, a few microseconds; below this many FLOPs
+# saved a step (10 microseconds at 100 GFLOP/s) the steps keep the whole map.
+MIN_SPLIT_FLOPS = 10**6
 INPUT_GATE_BIAS = 0.0
 FORGET_GATE_BIAS = 1.0
 
@@ -293,6 +298,14 @@ class RelationalMemory(RecurrentModel):
                 )
         return params
 
+    def _splits_input_qkv(self, batch):
+        """Return True when the first block takes the input rows' qkv map through x."""
+        if not through_input(self.params):
+            return False
+        input_size, width = self.params["input_proj.W"].shape
+        qkv_width = self.params["block0.qkv.W"].shape[1]
+        return 2 * batch * qkv_width * (width - input_size - 1) >= MIN_SPLIT_FLOPS
+
     def _block_weights(self, batch, lease):
         """Return the ``BlockWeights`` of every block, each with the shared attention MLP."""
         mlp_layers = [
@@ -336,6 +349,9 @@ class RelationalMemory(RecurrentModel):
             kept = slots if block == len(block_weights) - 1 else slots + 1
             tapes.append(allocate_block_tape(block_input, weights, lease.empty, kept))
             block_input = tapes[-1].out
+        if self._splits_input_qkv(batch):
+            given = input_term(x, params, block_weights[0].qkv_weight)  # (T, B, Q)
+            tapes[0] = tapes[0]._replace(given_qkv=given)
         gate_x, gate_tape = None, None
         if gated:
             # The memory term's bias and the constant biases join the input term once per
@@ -438,7 +454,12 @@ class RelationalMemory(RecurrentModel):
             grads.update({f"gate_memory.{name}": value for name, value in local.items()})
         steps = d_rows.shape[0]
         u, d_u = cache.rows[:steps, memory_rows:], d_rows[:, memory_rows:]  # (T, B, F)
-        dx, local = input_path_backward(cache.input_proj.x, u, d_u, d_gate_x, self.params)
+        deferred = None
+        if cache.blocks[0].given_qkv is not None:  # d_u lacks the input rows' qkv share
+            d_qkv_pre = grad_tapes[0].d_qkv_pre[:, memory_rows:]  # (T, B, Q)
+            deferred = (d_qkv_pre, cache.block_weights[0].qkv_weight)
+        x = cache.input_proj.x
+        dx, local = input_path_backward(x, u, d_u, d_gate_x, self.params, deferred)
         grads.update(local)
         return dx, grads
 

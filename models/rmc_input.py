@@ -50,6 +50,16 @@ def _stacked_projection(params):
     return np.vstack([params["input_proj.W"], params["input_proj.b"]])
 
 
+def input_term(x, params, weight):
+    """Return ``u @ weight`` for a weight (F, n), through the input, time-major (T, B, n).
+
+    Only when ``through_input``: computed as ``x1 @ (A @ weight)``.
+    """
+    batch, steps, _ = x.shape
+    out = _extended_rows(x) @ (_stacked_projection(params) @ weight)  # (T B, D + 1) @ ...
+    return out.reshape(steps, batch, -1)  # (T B, n) -> (T, B, n)
+
+
 def gate_input_term(x, u, params, extra_bias, scale):
     """Return ``scale * (u @ W_gx + b_gx + extra_bias)``, time-major (T, B, 2G).
 
@@ -66,12 +76,15 @@ def gate_input_term(x, u, params, extra_bias, scale):
     return gate_x.reshape(u.shape[0], u.shape[1], -1)  # (T B, 2G) -> (T, B, 2G)
 
 
-def input_path_backward(x, u, d_u, d_gate_x, params):
+def input_path_backward(x, u, d_u, d_gate_x, params, deferred=None):
     """Return dx (B, T, D) and the grads of ``input_proj.*`` and ``gate_input.*``.
 
     ``u`` is the input rows, time-major (T, B, F), ``d_u`` (T, B, F) the
     gradient at them from the blocks, and ``d_gate_x`` (T, B, 2G) that at the
-    gates' input term, or None without gates.
+    gates' input term, or None without gates. ``deferred``, only when
+    ``through_input``, is a pair (d_out (T, B, n), weight (F, n)) for a map
+    ``input_term(x, params, weight)``: its share ``d_out @ weight.T`` of the
+    gradient at u, which d_u leaves out, is taken here through the input.
     """
     batch, steps, input_size = x.shape
     w_in = params["input_proj.W"]
@@ -96,7 +109,26 @@ def input_path_backward(x, u, d_u, d_gate_x, params):
         d_stacked += x1_t_d_gates @ w_gx.T  # (D + 1, 2G) @ (2G, F)
         dx = d_u @ w_in.T  # (T B, F) @ (F, D)
         dx += d_gates @ (w_in @ w_gx).T  # (T B, 2G) @ (2G, D)
+    if deferred is not None:
+        _add_deferred(deferred, _extended_rows(x), params, dx, d_stacked)
     grads["input_proj.W"] = d_stacked[:input_size]
     grads["input_proj.b"] = d_stacked[input_size]
     # (T B, D) -> [T, B, D] -> [B, T, D]
     return dx.reshape(steps, batch, -1).transpose(1, 0, 2), grads
+
+
+def _add_deferred(deferred, rows, params, dx, d_stacked):
+    """Add the share of ``deferred`` = (d_out (T, B, n), weight (F, n)) to dx and d_stacked.
+
+    ``rows`` is x1 (T B, D + 1), dx time-major rows (T B, D) and d_stacked
+    (D + 1, F). Each step of d_out may be a slice of a larger array, so the
+    products run per step and copy nothing.
+    """
+    d_out, weight = deferred
+    steps, batch, _ = d_out.shape
+    rows = rows.reshape(steps, batch, -1)  # (T B, D + 1) -> (T, B, D + 1)
+    # x1^T d_out summed over steps: (T, D + 1, B) @ (T, B, n), then the sum over T
+    x1_t_d_out = np.matmul(rows.transpose(0, 2, 1), d_out).sum(axis=0)
+    d_stacked += x1_t_d_out @ weight.T  # (D + 1, n) @ (n, F)
+    # (T, B, n) @ (n, D), added to dx: (T B, D) -> (T, B, D)
+    dx.reshape(steps, batch, -1)[...] += np.matmul(d_out, (params["input_proj.W"] @ weight).T)

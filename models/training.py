@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from models.allocator import keep_freed_memory
 from models.curriculum import CurriculumRunner
 from models.evaluation import (
     EVAL_CHUNK,
@@ -156,6 +157,7 @@ def train(
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     emit = on_event if on_event is not None else (lambda event: None)
+    keep_freed_memory()  # no fresh pages for each step's temporaries, see models.allocator
 
     task = config.build_task()
     model = build_model(config, task)
