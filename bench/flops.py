@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+from models.rmc import MIN_SPLIT_FLOPS
+
 
 def matmul_flops(m, k, n):
     return 2 * m * k * n
@@ -27,14 +29,19 @@ def _readout_flops(rows, feature_size, readout_hidden, output_size):
     return sum(matmul_flops(rows, a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
 
 
-def _gate_input_flops(rows, input_size, width, gate_columns):
-    """FLOPs of the gates' input term u @ W_gx, taken as models.rmc_input takes it."""
-    if input_size < width:  # [x | 1] @ ([W_in; b_in] @ W_gx)
+def _input_map_flops(rows, input_size, width, columns):
+    """FLOPs of a map u @ W (F, n) of the input rows, taken as models.rmc_input takes it."""
+    if input_size < width:  # [x | 1] @ ([W_in; b_in] @ W)
         extended = input_size + 1
-        return matmul_flops(extended, width, gate_columns) + matmul_flops(
-            rows, extended, gate_columns
-        )
-    return matmul_flops(rows, width, gate_columns)
+        return matmul_flops(extended, width, columns) + matmul_flops(rows, extended, columns)
+    return matmul_flops(rows, width, columns)
+
+
+def _splits_input_qkv(config, batch, width, qkv_width):
+    """Return True when models.rmc takes the first block's qkv map of the input rows from x."""
+    input_size = config["input_size"]
+    saved = 2 * batch * qkv_width * (width - input_size - 1)
+    return input_size < width and saved >= MIN_SPLIT_FLOPS
 
 
 def rmc_forward_flops(config, batch, steps):
@@ -57,10 +64,15 @@ def rmc_forward_flops(config, batch, steps):
         (config["num_blocks"] - 1) * matmul_flops(batch * rows, width, width)
         + matmul_flops(batch * slots, width, width)
     )
-    total = matmul_flops(batch * steps, config["input_size"], width)  # input projection
+    input_size = config["input_size"]
+    total = matmul_flops(batch * steps, input_size, width)  # input projection
+    if _splits_input_qkv(config, batch, width, qkv_width):
+        # The first block maps the input rows for all steps at once, through x.
+        per_step -= matmul_flops(batch, width, qkv_width)
+        total += _input_map_flops(batch * steps, input_size, width, qkv_width)
     if gate_width:
         per_step += matmul_flops(batch * slots, width, 2 * gate_width)  # tanh(M) @ W_gm
-        total += _gate_input_flops(batch * steps, config["input_size"], width, 2 * gate_width)
+        total += _input_map_flops(batch * steps, input_size, width, 2 * gate_width)
     total += steps * per_step
 
     readout_rows = batch * steps if config["per_step_targets"] else batch

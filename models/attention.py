@@ -440,9 +440,19 @@ def _norm_grads(prefix, d_out, x_hat):
 
 
 def _qkv_param_grads(tape, grad_tape):
-    """Return the grads of ``qkv.*`` and ``qkv_norm.*`` summed over all steps."""
+    """Return the grads of ``qkv.*`` and ``qkv_norm.*`` summed over all steps.
+
+    With ``tape.given_qkv``, the weight's gradient leaves out the given rows'
+    share, ``z^T d_qkv_pre`` over those rows, which their caller adds.
+    """
     d_qkv_pre = _rows(grad_tape.d_qkv_pre)  # (S R B, Q), row means not yet removed
-    weight = _rows(tape.z).T @ d_qkv_pre  # (F, S R B) @ (S R B, Q)
+    if tape.given_qkv is None:
+        weight = _rows(tape.z).T @ d_qkv_pre  # (F, S R B) @ (S R B, Q)
+    else:
+        computed = tape.z.shape[1] - tape.given_qkv.shape[1]
+        # One product per step: (S, F, R B - B') @ (S, R B - B', Q), summed over S.
+        per_step = tape.z[:, :computed].transpose(0, 2, 1)
+        weight = np.matmul(per_step, grad_tape.d_qkv_pre[:, :computed]).sum(axis=0)
     bias = sum_rows(d_qkv_pre)
     grads = {
         "qkv.W": weight - row_mean(weight),

@@ -64,6 +64,7 @@ from models.layers import (
     LinearCache,
     init_linear,
     linear_forward,
+    row_mean,
     sigmoid_of_halved,
     sum_middle,
     sum_rows,
@@ -459,7 +460,9 @@ class RelationalMemory(RecurrentModel):
             d_qkv_pre = grad_tapes[0].d_qkv_pre[:, memory_rows:]  # (T, B, Q)
             deferred = (d_qkv_pre, cache.block_weights[0].qkv_weight)
         x = cache.input_proj.x
-        dx, local = input_path_backward(x, u, d_u, d_gate_x, self.params, deferred)
+        dx, local, qkv_weight_grad = input_path_backward(x, u, d_u, d_gate_x, self.params, deferred)
+        if qkv_weight_grad is not None:  # the input rows' share, left out by block0's grads
+            grads["block0.qkv.W"] += qkv_weight_grad - row_mean(qkv_weight_grad)
         grads.update(local)
         return dx, grads
 

@@ -77,14 +77,15 @@ def gate_input_term(x, u, params, extra_bias, scale):
 
 
 def input_path_backward(x, u, d_u, d_gate_x, params, deferred=None):
-    """Return dx (B, T, D) and the grads of ``input_proj.*`` and ``gate_input.*``.
+    """Return dx (B, T, D), the grads of ``input_proj.*`` and ``gate_input.*``, and a third value.
 
     ``u`` is the input rows, time-major (T, B, F), ``d_u`` (T, B, F) the
     gradient at them from the blocks, and ``d_gate_x`` (T, B, 2G) that at the
     gates' input term, or None without gates. ``deferred``, only when
     ``through_input``, is a pair (d_out (T, B, n), weight (F, n)) for a map
     ``input_term(x, params, weight)``: its share ``d_out @ weight.T`` of the
-    gradient at u, which d_u leaves out, is taken here through the input.
+    gradient at u, which d_u leaves out, is taken here through the input. The
+    third value is then that map's weight gradient ``u^T d_out`` (F, n), else None.
     """
     batch, steps, input_size = x.shape
     w_in = params["input_proj.W"]
@@ -109,12 +110,14 @@ def input_path_backward(x, u, d_u, d_gate_x, params, deferred=None):
         d_stacked += x1_t_d_gates @ w_gx.T  # (D + 1, 2G) @ (2G, F)
         dx = d_u @ w_in.T  # (T B, F) @ (F, D)
         dx += d_gates @ (w_in @ w_gx).T  # (T B, 2G) @ (2G, D)
+    deferred_weight_grad = None
     if deferred is not None:
-        _add_deferred(deferred, _extended_rows(x), params, dx, d_stacked)
+        rows = _extended_rows(x)
+        deferred_weight_grad = _add_deferred(deferred, rows, params, dx, d_stacked)
     grads["input_proj.W"] = d_stacked[:input_size]
     grads["input_proj.b"] = d_stacked[input_size]
     # (T B, D) -> [T, B, D] -> [B, T, D]
-    return dx.reshape(steps, batch, -1).transpose(1, 0, 2), grads
+    return dx.reshape(steps, batch, -1).transpose(1, 0, 2), grads, deferred_weight_grad
 
 
 def _add_deferred(deferred, rows, params, dx, d_stacked):
@@ -122,7 +125,8 @@ def _add_deferred(deferred, rows, params, dx, d_stacked):
 
     ``rows`` is x1 (T B, D + 1), dx time-major rows (T B, D) and d_stacked
     (D + 1, F). Each step of d_out may be a slice of a larger array, so the
-    products run per step and copy nothing.
+    products run per step and copy nothing. Returns the weight's gradient
+    from these rows, ``u^T d_out`` (F, n).
     """
     d_out, weight = deferred
     steps, batch, _ = d_out.shape
@@ -132,3 +136,4 @@ def _add_deferred(deferred, rows, params, dx, d_stacked):
     d_stacked += x1_t_d_out @ weight.T  # (D + 1, n) @ (n, F)
     # (T, B, n) @ (n, D), added to dx: (T B, D) -> (T, B, D)
     dx.reshape(steps, batch, -1)[...] += np.matmul(d_out, (params["input_proj.W"] @ weight).T)
+    return _stacked_projection(params).T @ x1_t_d_out  # u^T d_out = A^T (x1^T d_out)
