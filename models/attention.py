@@ -47,6 +47,7 @@ from typing import NamedTuple
 import numpy as np
 
 from models.layers import (
+    constant_array,
     init_layer_norm,
     init_linear,
     layer_norm_backward_into,
@@ -281,9 +282,9 @@ def _attention_step_forward(tape, t, weights, attended):
     # Softmax over the keys, keys first: logits[s, b, h, r] = k_s . q_r (q already scaled).
     logits = tape.weights[t]  # (S, B, H, R)
     np.matmul(k, q.transpose(0, 1, 3, 2), out=logits.transpose(1, 2, 0, 3))  # (B,H,S,K)@(B,H,K,R)
-    logits -= logits.max(axis=0)  # shift by the largest logit for stability
+    logits -= np.maximum.reduce(logits, axis=0)  # shift by the largest logit for stability
     np.exp(logits, out=logits)
-    logits /= logits.sum(axis=0)
+    logits /= np.add.reduce(logits, axis=0)
 
     # (B, H, R, S) @ (B, H, S, V), written through the [B, H, R, V] view of [R B, F]
     np.matmul(logits.transpose(1, 2, 3, 0), v, out=_heads_view(attended, weights))
@@ -319,7 +320,7 @@ def block_step_forward(tape, t, weights):
         out = saved[t]
         np.matmul(hidden, weight, out=out)  # (R' B, F) @ (F, F)
         out += bias[:kept]
-        np.maximum(out, 0.0, out=out)
+        np.maximum(out, constant_array(out.shape, 0.0, out.dtype), out=out)  # ReLU
         hidden = out
     mlp_out = hidden @ weights.mlp_layers[-1][0]
     mlp_out += weights.mlp_biases[-1][:kept]
@@ -349,7 +350,7 @@ def _attention_step_backward(tape, grad_tape, t, weights, d_attended):
     np.matmul(probs.transpose(1, 2, 0, 3), d_attended, out=dv)  # (B, H, S, R) @ (B, H, R, V)
 
     # Softmax backward over the keys (axis 0).
-    d_logits -= (d_logits * probs).sum(axis=0)
+    d_logits -= np.add.reduce(d_logits * probs, axis=0)
     d_logits *= probs
 
     # logits = k . q_scaled, with q_scaled = q * K ** -0.5

@@ -75,6 +75,19 @@ def _mean_column(width, dtype):
     return _constant_vector(width, 1.0 / width, dtype)[:, None]
 
 
+@functools.lru_cache(maxsize=128)
+def constant_array(shape, value, dtype):
+    """Return a read-only array of ``shape`` filled with ``value``.
+
+    An operand of the same shape as the other one: NumPy's binary loops are
+    several times slower for some functions, such as ``np.maximum``, when
+    one operand is a broadcast scalar.
+    """
+    array = np.full(shape, value, dtype=dtype)
+    array.flags.writeable = False
+    return array
+
+
 def row_mean(x):
     """Mean of x (..., D) over its last axis, of shape (..., 1).
 
@@ -85,8 +98,8 @@ def row_mean(x):
     width = x.shape[-1]
     column = _mean_column(width, x.dtype)  # (D, 1)
     if x.ndim == 2:
-        return x @ column  # (n, D) @ (D, 1)
-    return (x.reshape(-1, width) @ column).reshape(*x.shape[:-1], 1)
+        return np.dot(x, column)  # (n, D) @ (D, 1); np.dot dispatches faster than matmul
+    return np.dot(x.reshape(-1, width), column).reshape(*x.shape[:-1], 1)
 
 
 def sum_rows(x):
@@ -96,7 +109,7 @@ def sum_rows(x):
     than ``x.sum(axis=0)`` on the tall arrays of whole-sequence gradients.
     """
     rows = x.reshape(-1, x.shape[-1])  # (n, D)
-    return _constant_vector(rows.shape[0], 1.0, x.dtype) @ rows  # (n,) @ (n, D)
+    return np.dot(_constant_vector(rows.shape[0], 1.0, x.dtype), rows)  # (n,) @ (n, D)
 
 
 def sum_middle(x):
