@@ -5,12 +5,14 @@ malloc. glibc's malloc serves a block above its mmap threshold (128 KiB at
 start, raised when such a block is freed) with fresh pages from the kernel and
 returns them when the block is freed. It also returns free memory at the top
 of its heap once more than the trim threshold, twice the mmap threshold, is
-free. A training step frees and allocates the same few megabytes of
-temporaries every step, so the kernel maps and zeroes fresh pages for them
-every step: on the ``nth-farthest`` RMC of bench/compare.py, about 1,400 page
-faults a step, which cost 4 to 8% of the step on the benchmark machine
-(docs/benchmarks.md). Raising both thresholds keeps those blocks in the heap,
-where the next step reuses them.
+free. A training step frees and allocates the same megabytes of temporaries
+every step, and depending on the order of those allocations the kernel maps
+and zeroes fresh pages for them every step. On the ``nth-farthest`` RMC of
+bench/compare.py, the models of commit 09d4e92 took about 1,250 page faults
+per training step with glibc's defaults, and a later version of the models
+about 1,430 (``resource.getrusage`` over 20 steps after 5). Raising both
+thresholds keeps those blocks in the heap, where the next step reuses them:
+no page faults at all, whatever the order of allocations.
 
 The setting is process-wide and lasts until the process ends, so it is made
 by the training loop (``models.training.train``) and by the benchmarks, not on
@@ -22,7 +24,7 @@ import sys
 
 M_TRIM_THRESHOLD = -1  # the mallopt parameter numbers of glibc's malloc.h
 M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 32 * 2**20  # the largest value glibc accepts on 64-bit systems
+MMAP_THRESHOLD = 32 * 2**20  # blocks above 32 MiB still come straight from the kernel
 TRIM_THRESHOLD = 256 * 2**20
 
 
@@ -30,7 +32,7 @@ def keep_freed_memory():
     """Raise glibc's mmap and trim thresholds for this process; return True when both were set.
 
     Returns False, and changes nothing, outside Linux or where the C library
-    has no ``mallopt`` or rejects the values (``mallopt`` of musl accepts none).
+    has no ``mallopt`` or rejects the values.
     """
     if not sys.platform.startswith("linux"):
         return False

@@ -16,9 +16,12 @@ projection stacked as A = [W_in; b_in] (D + 1, F), u = x1 @ A and
 
 instead of (B T, F) @ (F, 2G). The backward takes the same route: the
 gates' gradient reaches x, W_in and b_in through x1^T d_gate_x, of shape
-(D + 1, 2G). On the ``nth-farthest`` configuration of bench/compare.py
-(D = 40, F = 256, 2G = 512), this removes about 300 MFLOP of the step's
-6.9 GFLOP. When D >= F, the maps are taken in the order written above.
+(D + 1, 2G). ``input_term`` and the ``deferred`` argument of
+``input_path_backward`` do the same for any other map of u, which models.rmc
+uses for the first block's qkv map of the input rows. On the ``nth-farthest``
+configuration of bench/compare.py (D = 40, F = 256, 2G = 512, Q = 768), the
+two bring a training step from 6.89 to 6.13 GFLOP (bench/flops.py). When
+D >= F, the maps are taken in the order written above.
 
 Gradients arrive time-major: d_u (T, B, F) from the blocks and d_gate_x
 (T, B, 2G) from the gates, so the rows below are time-major too, (T B, ...).
