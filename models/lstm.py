@@ -104,10 +104,11 @@ def lstm_forward(x, weight, bias, h0=None, c0=None, empty=np.empty):
     return tape
 
 
-def lstm_backward(d_h, tape, weight, dc_last=None, empty=np.empty):
+def lstm_backward(d_h, tape, weight, dc_last=None, empty=np.empty, input_grad=True):
     """Backpropagate through time from d_h (T, B, U), the gradients at h_1 ... h_T.
 
     ``dc_last`` (B, U) is a gradient at c_T from outside, zero by default.
+    dx is None when ``input_grad`` is False.
 
     Returns:
         (dx (B, T, D), d_weight (D + U, 4U), d_bias (4U,), dh_0 (B, U), dc_0 (B, U)).
@@ -153,8 +154,11 @@ def lstm_backward(d_h, tape, weight, dc_last=None, empty=np.empty):
     d_weight = np.concatenate(
         [tape.x.reshape(-1, input_size).T @ d_rows, h_prev.T @ d_rows], axis=0
     )  # (D, T B) @ (T B, 4U) stacked on (U, T B) @ (T B, 4U)
-    dx = (d_rows @ weight[:input_size].T).reshape(steps, batch, input_size)  # @ (4U, D)
-    return dx.transpose(1, 0, 2), d_weight, sum_rows(d_rows), dh, dc  # dx: [T, B, D] -> [B, T, D]
+    dx = None
+    if input_grad:
+        # (T B, 4U) @ (4U, D) -> [T, B, D] -> [B, T, D]
+        dx = (d_rows @ weight[:input_size].T).reshape(steps, batch, input_size).transpose(1, 0, 2)
+    return dx, d_weight, sum_rows(d_rows), dh, dc
 
 
 def lstm_step_forward(x_t, h_prev, c_prev, weight, bias):
@@ -198,14 +202,14 @@ class LSTM(RecurrentModel):
             return tape.h[-1].copy(), tape  # (B, U), off the pool
         return tape.h[1:].transpose(1, 0, 2).copy(), tape  # [T, B, U] -> [B, T, U]
 
-    def _core_backward(self, d_features, tape, lease):
+    def _core_backward(self, d_features, tape, lease, input_grad):
         if self.hyper.per_step_targets:
             d_h = d_features.transpose(1, 0, 2)  # [B, T, U] -> [T, B, U]
         else:
             d_h = np.zeros(tape.h[1:].shape, dtype=d_features.dtype)  # (T, B, U)
             d_h[-1] = d_features
         dx, d_weight, d_bias, _, _ = lstm_backward(
-            d_h, tape, self.params["lstm.W"], empty=lease.empty
+            d_h, tape, self.params["lstm.W"], empty=lease.empty, input_grad=input_grad
         )
         return dx, {"lstm.W": d_weight, "lstm.b": d_bias}
 

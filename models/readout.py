@@ -188,14 +188,17 @@ class RecurrentModel:
         cache = ModelCache(core_cache, readout_cache, lease)
         return outputs, cache, (self._trace(core_cache) if trace else None)
 
-    def backward(self, d_outputs, cache):
+    def backward(self, d_outputs, cache, input_grad=True):
         """Backpropagate through time from d_outputs (the shape of forward's outputs).
+
+        With ``input_grad=False`` the products that only the input's gradient
+        needs are skipped and dx is None, as in ``loss_and_grads``.
 
         Returns:
             (dx, grads): dx of shape (B, T, D) and grads with exactly the keys of params.
         """
         d_features, readout_grads = mlp_backward(d_outputs, cache.readout)
-        dx, grads = self._core_backward(d_features, cache.core, cache.lease)
+        dx, grads = self._core_backward(d_features, cache.core, cache.lease, input_grad)
         for j, local in enumerate(readout_grads):
             grads.update({f"readout.{j}.{name}": value for name, value in local.items()})
         return dx, grads
@@ -211,7 +214,7 @@ class RecurrentModel:
         """
         outputs, cache, _ = self.forward(x)
         value, d_outputs = loss_and_gradient(loss, outputs, y)
-        _, grads = self.backward(d_outputs, cache)
+        _, grads = self.backward(d_outputs, cache, input_grad=False)
         cache.lease.release()  # nothing reads the cache any more
         return value, grads
 
@@ -242,10 +245,11 @@ class RecurrentModel:
         """
         raise NotImplementedError
 
-    def _core_backward(self, d_features, core_cache, lease):
+    def _core_backward(self, d_features, core_cache, lease, input_grad):
         """Return (dx, grads of the core parameters); may take more buffers from the lease.
 
         ``d_features`` has the shape of the features ``_core_forward`` returned.
+        dx is None when ``input_grad`` is False.
         """
         raise NotImplementedError
 

@@ -382,7 +382,7 @@ class RelationalMemory(RecurrentModel):
         memory = rows[1:, :memory_rows].reshape(steps, slots, batch, mem_size)
         return memory.transpose(2, 0, 1, 3).copy().reshape(batch, steps, -1), cache
 
-    def _core_backward(self, d_features, cache, lease):
+    def _core_backward(self, d_features, cache, lease, input_grad):
         batch = d_features.shape[0]
         steps = cache.rows.shape[0] - 1
         slots, mem_size = self.hyper.mem_slots, self.mem_size
@@ -410,7 +410,7 @@ class RelationalMemory(RecurrentModel):
                 d_memory = d_memory + d_last
             d_memory = self._step_backward(t, d_memory, cache, grad_tapes, d_rows, d_gates)
 
-        return self._param_grads(cache, grad_tapes, d_rows, d_gates)
+        return self._param_grads(cache, grad_tapes, d_rows, d_gates, input_grad)
 
     def _step_backward(self, t, d_memory, cache, grad_tapes, d_rows, d_gates):
         """Backward of step t from d_memory (N B, F); return d_memory_prev (N B, F).
@@ -436,8 +436,11 @@ class RelationalMemory(RecurrentModel):
         d_memory += d_rows[t, :memory_rows]
         return d_memory
 
-    def _param_grads(self, cache, grad_tapes, d_rows, d_gates):
-        """Return (dx, grads of the core) from the filled tapes, over all steps at once."""
+    def _param_grads(self, cache, grad_tapes, d_rows, d_gates, input_grad):
+        """Return (dx, grads of the core) from the filled tapes, over all steps at once.
+
+        dx is None when ``input_grad`` is False.
+        """
         grads = {}
         for block, (tape, grad_tape) in enumerate(zip(cache.blocks, grad_tapes, strict=True)):
             local, mlp_grads = block_param_grads(tape, grad_tape)
@@ -460,7 +463,9 @@ class RelationalMemory(RecurrentModel):
             d_qkv_pre = grad_tapes[0].d_qkv_pre[:, memory_rows:]  # (T, B, Q)
             deferred = (d_qkv_pre, cache.block_weights[0].qkv_weight)
         x = cache.input_proj.x
-        dx, local, qkv_weight_grad = input_path_backward(x, u, d_u, d_gate_x, self.params, deferred)
+        dx, local, qkv_weight_grad = input_path_backward(
+            x, u, d_u, d_gate_x, self.params, deferred, input_grad
+        )
         if qkv_weight_grad is not None:  # the input rows' share, left out by block0's grads
             grads["block0.qkv.W"] += qkv_weight_grad - row_mean(qkv_weight_grad)
         grads.update(local)

@@ -79,7 +79,7 @@ def gate_input_term(x, u, params, extra_bias, scale):
     return gate_x.reshape(u.shape[0], u.shape[1], -1)  # (T B, 2G) -> (T, B, 2G)
 
 
-def input_path_backward(x, u, d_u, d_gate_x, params, deferred=None):
+def input_path_backward(x, u, d_u, d_gate_x, params, deferred=None, input_grad=True):
     """Return dx (B, T, D), the grads of ``input_proj.*`` and ``gate_input.*``, and a third value.
 
     ``u`` is the input rows, time-major (T, B, F), ``d_u`` (T, B, F) the
@@ -88,55 +88,58 @@ def input_path_backward(x, u, d_u, d_gate_x, params, deferred=None):
     ``through_input``, is a pair (d_out (T, B, n), weight (F, n)) for a map
     ``input_term(x, params, weight)``: its share ``d_out @ weight.T`` of the
     gradient at u, which d_u leaves out, is taken here through the input. The
-    third value is then that map's weight gradient ``u^T d_out`` (F, n), else None.
+    third value is then that map's weight gradient ``u^T d_out`` (F, n), else
+    None. dx is None when ``input_grad`` is False.
     """
     batch, steps, input_size = x.shape
     w_in = params["input_proj.W"]
+    rows = _extended_rows(x)  # x1 (T B, D + 1)
     d_u = d_u.reshape(-1, w_in.shape[1])  # (T B, F), a copy when d_u is a strided view
     grads = {}
-    if d_gate_x is None or not through_input(params):
-        if d_gate_x is not None:
-            d_gates, w_gx = d_gate_x.reshape(-1, d_gate_x.shape[-1]), params["gate_input.W"]
+    gates_through_input = d_gate_x is not None and through_input(params)
+    if d_gate_x is not None:
+        d_gates = d_gate_x.reshape(-1, d_gate_x.shape[-1])  # (T B, 2G)
+        grads["gate_input.b"] = sum_rows(d_gates)
+        if not gates_through_input:
             grads["gate_input.W"] = u.reshape(-1, w_in.shape[1]).T @ d_gates  # (F, T B) @ ...
-            grads["gate_input.b"] = sum_rows(d_gates)
-            d_u = d_u + d_gates @ w_gx.T  # (T B, 2G) @ (2G, F)
-        d_stacked = _extended_rows(x).T @ d_u  # (D + 1, T B) @ (T B, F)
-        dx = d_u @ w_in.T  # (T B, F) @ (F, D)
-    else:
-        d_gates, w_gx = d_gate_x.reshape(-1, d_gate_x.shape[-1]), params["gate_input.W"]
-        rows = _extended_rows(x)
-        x1_t_d_gates = rows.T @ d_gates  # (D + 1, T B) @ (T B, 2G)
-        # u^T d_gates == A^T (x1^T d_gates); the ones column gives the bias gradient.
-        grads["gate_input.W"] = _stacked_projection(params).T @ x1_t_d_gates
-        grads["gate_input.b"] = x1_t_d_gates[input_size].copy()
-        d_stacked = rows.T @ d_u  # (D + 1, T B) @ (T B, F)
-        d_stacked += x1_t_d_gates @ w_gx.T  # (D + 1, 2G) @ (2G, F)
-        dx = d_u @ w_in.T  # (T B, F) @ (F, D)
-        dx += d_gates @ (w_in @ w_gx).T  # (T B, 2G) @ (2G, D)
+            d_u = d_u + d_gates @ params["gate_input.W"].T  # (T B, 2G) @ (2G, F)
+
+    d_stacked = rows.T @ d_u  # (D + 1, T B) @ (T B, F): the grads of A = [W_in; b_in]
+    dx = d_u @ w_in.T if input_grad else None  # (T B, F) @ (F, D)
+    if gates_through_input:
+        grads["gate_input.W"] = _map_backward(
+            rows, d_gates, params["gate_input.W"], params, dx, d_stacked
+        )
     deferred_weight_grad = None
     if deferred is not None:
-        rows = _extended_rows(x)
-        deferred_weight_grad = _add_deferred(deferred, rows, params, dx, d_stacked)
+        deferred_weight_grad = _map_backward(rows, *deferred, params, dx, d_stacked)
+
     grads["input_proj.W"] = d_stacked[:input_size]
     grads["input_proj.b"] = d_stacked[input_size]
-    # (T B, D) -> [T, B, D] -> [B, T, D]
-    return dx.reshape(steps, batch, -1).transpose(1, 0, 2), grads, deferred_weight_grad
+    if dx is not None:
+        dx = dx.reshape(steps, batch, -1).transpose(1, 0, 2)  # (T B, D) -> [T, B, D] -> [B, T, D]
+    return dx, grads, deferred_weight_grad
 
 
-def _add_deferred(deferred, rows, params, dx, d_stacked):
-    """Add the share of ``deferred`` = (d_out (T, B, n), weight (F, n)) to dx and d_stacked.
+def _map_backward(rows, d_out, weight, params, dx, d_stacked):
+    """Backward of a map ``u @ weight`` taken through the input; return ``u^T d_out`` (F, n).
 
-    ``rows`` is x1 (T B, D + 1), dx time-major rows (T B, D) and d_stacked
-    (D + 1, F). Each step of d_out may be a slice of a larger array, so the
-    products run per step and copy nothing. Returns the weight's gradient
-    from these rows, ``u^T d_out`` (F, n).
+    ``rows`` is x1 (T B, D + 1), ``d_out`` the map's gradient, (T B, n), or
+    (T, B, n) when each step is a slice of a larger array; then the products
+    run per step and copy nothing. Adds the map's share to dx (T B, D), unless
+    None, and to d_stacked (D + 1, F).
     """
-    d_out, weight = deferred
-    steps, batch, _ = d_out.shape
-    rows = rows.reshape(steps, batch, -1)  # (T B, D + 1) -> (T, B, D + 1)
-    # x1^T d_out summed over steps: (T, D + 1, B) @ (T, B, n), then the sum over T
-    x1_t_d_out = np.matmul(rows.transpose(0, 2, 1), d_out).sum(axis=0)
+    through = None if dx is None else (params["input_proj.W"] @ weight).T  # (n, D)
+    if d_out.ndim == 2:
+        x1_t_d_out = rows.T @ d_out  # (D + 1, T B) @ (T B, n)
+        if dx is not None:
+            dx += d_out @ through  # (T B, n) @ (n, D)
+    else:
+        steps, batch, _ = d_out.shape
+        per_step = rows.reshape(steps, batch, -1).transpose(0, 2, 1)  # (T, D + 1, B)
+        x1_t_d_out = np.matmul(per_step, d_out).sum(axis=0)  # summed over the T steps
+        if dx is not None:
+            # (T, B, n) @ (n, D), added to dx: (T B, D) -> (T, B, D)
+            dx.reshape(steps, batch, -1)[...] += np.matmul(d_out, through)
     d_stacked += x1_t_d_out @ weight.T  # (D + 1, n) @ (n, F)
-    # (T, B, n) @ (n, D), added to dx: (T B, D) -> (T, B, D)
-    dx.reshape(steps, batch, -1)[...] += np.matmul(d_out, (params["input_proj.W"] @ weight).T)
     return _stacked_projection(params).T @ x1_t_d_out  # u^T d_out = A^T (x1^T d_out)

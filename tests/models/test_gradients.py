@@ -149,6 +149,25 @@ def test_rmc_gradients_input_qkv_split(case, monkeypatch):
     assert_gradients_match("rmc", "mse", per_step=True, **hyper)
 
 
+@pytest.mark.parametrize(("kind", "split"), [("rmc", False), ("rmc", True), ("lstm", False)])
+def test_backward_without_input_grad(kind, split, monkeypatch):
+    """``input_grad=False`` skips dx and leaves every parameter gradient as it was."""
+    if split:
+        monkeypatch.setattr(rmc, "MIN_SPLIT_FLOPS", 0)
+    hyper = RMC_TINY if kind == "rmc" else {"hidden_size": 4}
+    model = make_model(kind, input_size=INPUT_SIZE, output_size=OUTPUT_SIZE, seed=3, **hyper)
+    x, y = sample_batch("mse", False, np.random.default_rng(2))
+    outputs, cache, _ = model.forward(x)
+    _, d_outputs = loss_and_gradient("mse", outputs, y)
+    dx, grads = model.backward(d_outputs, cache)
+    no_dx, grads_without = model.backward(d_outputs, cache, input_grad=False)
+    assert dx.shape == x.shape
+    assert no_dx is None
+    assert grads_without.keys() == grads.keys()
+    for name, value in grads.items():
+        np.testing.assert_array_equal(grads_without[name], value, err_msg=name)
+
+
 @pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
 @pytest.mark.parametrize("per_step", [False, True])
 def test_lstm_gradients(loss, per_step):
