@@ -79,8 +79,8 @@ def _mean_column(width, dtype):
 def constant_array(shape, value, dtype):
     """Return a read-only array of ``shape`` filled with ``value``.
 
-    An operand of the same shape as the other one: NumPy's binary loops are
-    several times slower for some functions, such as ``np.maximum``, when
+    For use as an operand of the other operand's shape: NumPy's binary loops
+    are several times slower for some functions, such as ``np.maximum``, when
     one operand is a broadcast scalar.
     """
     array = np.full(shape, value, dtype=dtype)

@@ -74,9 +74,9 @@ from models.rmc_input import gate_input_term, input_path_backward, input_term, t
 
 GATE_STYLES = ("unit", "memory", None)
 # The first block's qkv map of the input rows can be taken for all steps at once
-# through x (see models.rmc_input). That saves 2 B Q (F - D - 1) FLOPs a step
-# but adds four NumPy calls a step, a few microseconds; below this many FLOPs
-# saved a step (10 microseconds at 100 GFLOP/s) the steps keep the whole map.
+# through x (see models.rmc_input). That saves 2 B Q (F - D - 1) FLOPs a step,
+# but adds three NumPy calls a step, a few microseconds. Below this many FLOPs
+# saved a step (10 microseconds at 100 GFLOP/s), the steps keep the whole map.
 MIN_SPLIT_FLOPS = 10**6
 INPUT_GATE_BIAS = 0.0
 FORGET_GATE_BIAS = 1.0
