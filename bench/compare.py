@@ -25,7 +25,9 @@ last line of output is one JSON object with every ratio, fraction and latency
 
 Thread counts are pinned before NumPy or PyTorch is imported: the
 environment variables of OpenBLAS, OpenMP and MKL, plus
-``torch.set_num_threads``.
+``torch.set_num_threads``. With ``--malloc keep``, the default, the process
+keeps the memory it frees, as training processes do (models/allocator.py);
+the setting holds for both implementations.
 """
 
 import argparse
