@@ -138,15 +138,16 @@ def test_rmc_gradients_per_step_targets(gate_style, loss):
     assert_gradients_match("rmc", loss, per_step=True, gate_style=gate_style, **RMC_TINY)
 
 
+@pytest.mark.parametrize("per_step", [False, True])
 @pytest.mark.parametrize("case", sorted(RMC_CASES))
-def test_rmc_gradients_input_qkv_split(case, monkeypatch):
+def test_rmc_gradients_input_qkv_split(case, per_step, monkeypatch):
     """The first block's qkv map of the input rows, taken through x for all steps."""
     monkeypatch.setattr(rmc, "MIN_SPLIT_FLOPS", 0)
     hyper = {**RMC_TINY, **RMC_CASES[case]}
     model = make_model("rmc", input_size=INPUT_SIZE, output_size=OUTPUT_SIZE, **hyper)
     width = hyper["num_heads"] * hyper["head_size"]
     assert model._splits_input_qkv(BATCH) == (INPUT_SIZE < width)
-    assert_gradients_match("rmc", "mse", per_step=True, **hyper)
+    assert_gradients_match("rmc", "mse", per_step=per_step, **hyper)
 
 
 @pytest.mark.parametrize(("kind", "split"), [("rmc", False), ("rmc", True), ("lstm", False)])
