@@ -53,6 +53,7 @@ from models.layers import (
     layer_norm_backward_into,
     layer_norm_into,
     row_mean,
+    scalar,
     sum_rows,
 )
 
@@ -261,11 +262,11 @@ def _attention_step_forward(tape, t, weights, attended):
     # qkv map and layer norm over the whole qkv row; the centred weights give zero-mean rows.
     z = tape.z[t]
     if tape.given_qkv is None:
-        qkv_pre = z @ weights.qkv_weight  # (R B, F) @ (F, Q)
+        qkv_pre = np.dot(z, weights.qkv_weight)  # (R B, F) @ (F, Q)
     else:
         computed = z.shape[0] - tape.given_qkv.shape[1]
         qkv_pre = np.empty((z.shape[0], weights.qkv_weight.shape[1]), dtype=z.dtype)
-        np.matmul(z[:computed], weights.qkv_weight, out=qkv_pre[:computed])
+        np.dot(z[:computed], weights.qkv_weight, out=qkv_pre[:computed])
         qkv_pre[computed:] = tape.given_qkv[t]
     qkv_pre += tiled["qkv.b"]
     layer_norm_into(
@@ -318,11 +319,11 @@ def block_step_forward(tape, t, weights):
     hidden_layers = zip(weights.mlp_layers[:-1], weights.mlp_biases[:-1], tape.hidden, strict=True)
     for (weight, _), bias, saved in hidden_layers:
         out = saved[t]
-        np.matmul(hidden, weight, out=out)  # (R' B, F) @ (F, F)
+        np.dot(hidden, weight, out=out)  # (R' B, F) @ (F, F)
         out += bias[:kept]
         np.maximum(out, constant_array(out.shape, 0.0, out.dtype), out=out)  # ReLU
         hidden = out
-    mlp_out = hidden @ weights.mlp_layers[-1][0]
+    mlp_out = np.dot(hidden, weights.mlp_layers[-1][0])  # (R' B, F) @ (F, F)
     mlp_out += weights.mlp_biases[-1][:kept]
 
     # Residual and layer norm around the MLP.
@@ -355,7 +356,7 @@ def _attention_step_backward(tape, grad_tape, t, weights, d_attended):
 
     # logits = k . q_scaled, with q_scaled = q * K ** -0.5
     np.matmul(d_logits.transpose(1, 2, 0, 3), q, out=dk)  # (B, H, S, R) @ (B, H, R, K)
-    d_logits *= weights.key_size**-0.5
+    d_logits *= scalar(weights.key_size**-0.5, d_logits.dtype)
     np.matmul(d_logits.transpose(1, 2, 3, 0), k, out=dq)  # (B, H, R, S) @ (B, H, S, K)
 
 
@@ -376,10 +377,10 @@ def _qkv_step_backward(tape, grad_tape, t, weights, dz):
         centre=False,
     )
     if tape.given_qkv is None:
-        np.matmul(grad_tape.d_qkv_pre[t], weights.qkv_weight_t, out=dz)  # (R B, Q) @ (Q, F)
+        np.dot(grad_tape.d_qkv_pre[t], weights.qkv_weight_t, out=dz)  # (R B, Q) @ (Q, F)
         return
     computed = dz.shape[0] - tape.given_qkv.shape[1]
-    np.matmul(grad_tape.d_qkv_pre[t][:computed], weights.qkv_weight_t, out=dz[:computed])
+    np.dot(grad_tape.d_qkv_pre[t][:computed], weights.qkv_weight_t, out=dz[:computed])
     dz[computed:] = 0.0
 
 
@@ -405,11 +406,11 @@ def block_step_backward(tape, grad_tape, t, weights, dz):
     d = d_sum
     for j in reversed(range(1, len(weights.mlp_layers))):
         d_hidden = grad_tape.d_mlp[j - 1][t]
-        np.matmul(d, weights.mlp_weights_t[j], out=d_hidden)  # (R' B, F) @ (F, F)
+        np.dot(d, weights.mlp_weights_t[j], out=d_hidden)  # (R' B, F) @ (F, F)
         d_hidden *= tape.hidden[j - 1][t] > 0
         d = d_hidden
     d_z1 = grad_tape.d_z1[t]
-    np.matmul(d, weights.mlp_weights_t[0], out=d_z1)
+    np.dot(d, weights.mlp_weights_t[0], out=d_z1)
     d_z1 += d_sum  # residual
 
     # z1 = layer_norm(z + attended); rows past the kept ones have no gradient.

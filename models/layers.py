@@ -76,6 +76,18 @@ def _mean_column(width, dtype):
 
 
 @functools.lru_cache(maxsize=128)
+def scalar(value, dtype):
+    """Return ``value`` as a read-only 0-d array of ``dtype``.
+
+    As an operand it skips the conversion NumPy makes of a Python float in
+    every call, about 0.3 microseconds on the benchmark machine.
+    """
+    array = np.array(value, dtype=dtype)
+    array.flags.writeable = False
+    return array
+
+
+@functools.lru_cache(maxsize=128)
 def constant_array(shape, value, dtype):
     """Return a read-only array of ``shape`` filled with ``value``.
 
@@ -136,7 +148,7 @@ def layer_norm_into(x, gain, bias, out, x_hat, inv_std, centred=False):
     """
     centred_x = x if centred else np.subtract(x, row_mean(x), out=x_hat)
     np.multiply(centred_x, centred_x, out=out)  # squares, in out's storage until the end
-    np.add(row_mean(out), LAYER_NORM_EPS, out=inv_std)  # variance + eps
+    np.add(row_mean(out), scalar(LAYER_NORM_EPS, out.dtype), out=inv_std)  # variance + eps
     np.sqrt(inv_std, out=inv_std)
     np.reciprocal(inv_std, out=inv_std)
     np.multiply(centred_x, inv_std, out=x_hat)
@@ -199,8 +211,8 @@ def sigmoid_of_halved(half):
     The tanh form equals 1 / (1 + exp(-x)), and tanh cannot overflow.
     """
     np.tanh(half, out=half)
-    half += 1.0
-    half *= 0.5
+    half += scalar(1.0, half.dtype)
+    half *= scalar(0.5, half.dtype)
 
 
 def sigmoid_in_place(x):

@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from models.layers import init_linear, sum_rows
+from models.layers import init_linear, scalar, sum_rows
 from models.readout import ModelConfig, RecurrentModel
 
 
@@ -87,14 +87,15 @@ def lstm_forward(x, weight, bias, h0=None, c0=None, empty=np.empty):
     x_gates = x_gates.reshape(steps, batch, 4, units).transpose(0, 2, 1, 3).copy()
     weight_h = _gate_major(weight[input_size:], units)  # (4, U, U)
 
+    one, half = scalar(1.0, dtype), scalar(0.5, dtype)
     for t in range(steps):
         a = tape.gates[t]  # (4, B, U)
         np.matmul(tape.h[t], weight_h, out=a)  # (B, U) @ (4, U, U), one product per gate
         a += x_gates[t]
         np.tanh(a, out=a)
         sigmoids = a[:3]  # [i, f, o] = 0.5 * (1 + tanh(a / 2))
-        sigmoids += 1.0
-        sigmoids *= 0.5
+        sigmoids += one
+        sigmoids *= half
         i, f, o, g = a
 
         c = np.multiply(f, tape.c[t], out=tape.c[t + 1])
@@ -122,6 +123,7 @@ def lstm_backward(d_h, tape, weight, dc_last=None, empty=np.empty, input_grad=Tr
 
     dh = np.zeros((batch, units), dtype=d_h.dtype)
     dc = np.zeros((batch, units), dtype=d_h.dtype) if dc_last is None else dc_last.copy()
+    one = scalar(1.0, d_gates.dtype)
     for t in reversed(range(steps)):
         dh += d_h[t]
         a, da, tanh_c = tape.gates[t], d_gates[t], tape.tanh_c[t]
@@ -130,7 +132,7 @@ def lstm_backward(d_h, tape, weight, dc_last=None, empty=np.empty, input_grad=Tr
         # h = o * tanh(c)
         np.multiply(dh, tanh_c, out=da[2])  # do
         d_tanh = tanh_c * tanh_c
-        np.subtract(1.0, d_tanh, out=d_tanh)
+        np.subtract(one, d_tanh, out=d_tanh)
         d_tanh *= o
         d_tanh *= dh
         dc += d_tanh
@@ -144,7 +146,7 @@ def lstm_backward(d_h, tape, weight, dc_last=None, empty=np.empty, input_grad=Tr
         # Back through the activations: s (1 - s) for i, f, o and 1 - g^2 for g.
         np.multiply(a, a, out=derivative)
         np.subtract(a[:3], derivative[:3], out=derivative[:3])
-        np.subtract(1.0, derivative[3], out=derivative[3])
+        np.subtract(one, derivative[3], out=derivative[3])
         da *= derivative
         dh = np.matmul(da, weight_h_t).sum(axis=0)  # (4, B, U) @ (4, U, U), summed over gates
 

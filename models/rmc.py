@@ -65,6 +65,7 @@ from models.layers import (
     init_linear,
     linear_forward,
     row_mean,
+    scalar,
     sigmoid_of_halved,
     sum_middle,
     sum_rows,
@@ -157,7 +158,7 @@ def gates_step_forward(tape, t, candidate, half_gate_x, memory):
     width = tape.gates.shape[-1] // 2  # G
     tanh_memory = np.tanh(tape.memory_prev[t], out=tape.tanh_memory[t])
     gates = tape.gates[t]  # (N B, 2G)
-    np.matmul(tanh_memory, tape.half_weight, out=gates)  # (N B, F) @ (F, 2G)
+    np.dot(tanh_memory, tape.half_weight, out=gates)  # (N B, F) @ (F, 2G)
     per_slot = gates.reshape(-1, *half_gate_x.shape)  # [N B, 2G] -> [N, B, 2G]
     per_slot += half_gate_x  # the input part, broadcast over slots
     sigmoid_of_halved(gates)
@@ -184,18 +185,19 @@ def gates_step_backward(tape, t, d_memory, d_gates, d_candidate):
     else:
         np.sum(d_memory * tanh_candidate, axis=-1, keepdims=True, out=d_pre[..., :width])
         np.sum(d_memory * memory_prev, axis=-1, keepdims=True, out=d_pre[..., width:])
-    d_pre *= gates * (1.0 - gates)  # sigmoid derivative, for [i | f] at once
+    one = scalar(1.0, gates.dtype)
+    d_pre *= gates * (one - gates)  # sigmoid derivative, for [i | f] at once
 
     # d_candidate = d_memory * i * (1 - tanh(C)^2)
     np.multiply(tanh_candidate, tanh_candidate, out=d_candidate)
-    np.subtract(1.0, d_candidate, out=d_candidate)
+    np.subtract(one, d_candidate, out=d_candidate)
     d_candidate *= input_gate
     d_candidate *= d_memory
 
     # M_prev enters through the forget gate and through tanh(M_prev) @ W_gm.
-    d_tanh_memory = d_pre @ tape.weight_t  # (N B, 2G) @ (2G, F)
+    d_tanh_memory = np.dot(d_pre, tape.weight_t)  # (N B, 2G) @ (2G, F)
     tanh_memory = tape.tanh_memory[t]
-    d_tanh_memory *= 1.0 - tanh_memory * tanh_memory
+    d_tanh_memory *= one - tanh_memory * tanh_memory
     d_memory_prev = d_memory * forget_gate
     d_memory_prev += d_tanh_memory
     return d_memory_prev
