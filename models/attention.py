@@ -142,7 +142,7 @@ def prepare_block(block, mlp_layers, num_heads, key_size, row_shape, empty=np.em
         mlp_biases=row_tiles[len(row_names) :],
         tiled={
             **dict(zip(qkv_names, tile([vectors[name] for name in qkv_names]), strict=True)),
-            **dict(zip(row_names, row_tiles, strict=False)),
+            **dict(zip(row_names, row_tiles[: len(row_names)], strict=True)),
         },
     )
 

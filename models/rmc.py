@@ -32,7 +32,10 @@ sequence b), and each step writes M_t in place into its first N B rows, so
 no step concatenates or stacks. The blocks and gates save their activations
 on tapes with a leading step axis (see models.attention), the backward pass
 through time computes only activation gradients, and every parameter
-gradient is then one matmul or one sum over all T steps.
+gradient is then one matmul or one sum over all T steps. The maps of the
+input that do not depend on the memory, u and its share of the gates and of
+the first block's qkv map, are taken for all T steps at once in
+models.rmc_input.
 
 Parameter names:
 
