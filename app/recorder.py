@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 from app.hub import ALL_RUNS_CHANNEL, Hub, run_channel
 from app.store import Store, finite_or_none, utc_now
+from models.training import STOP_REASONS
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,6 @@ SUMMARY_FIELDS = (
     # What ended the run: "steps", "time_limit" or "cancel".
     "stopped_by",
 )
-STOP_REASONS = ("steps", "time_limit", "cancel")
 
 
 class Recorder:

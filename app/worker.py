@@ -20,7 +20,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import models
-from models import training
 
 logger = logging.getLogger(__name__)
 
@@ -91,9 +90,11 @@ def run_worker(
 
 
 def _train_and_report(run_id, config, run_dir, send, should_stop, parent_pid) -> None:
+    from models.training import train  # loads NumPy, after run_worker set the BLAS threads
+
     try:
         train_config = models.TrainConfig.from_dict(config)
-        result = training.train(train_config, on_event=send, should_stop=should_stop)
+        result = train(train_config, on_event=send, should_stop=should_stop)
     except ServerGone:
         raise
     except models.TrainingDiverged as exc:

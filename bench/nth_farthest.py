@@ -117,24 +117,21 @@ def describe_run(folder: Path) -> dict | None:
         "reached_seconds": None if reached is None else reached["elapsed"],
         "per_n": final.get("test_accuracy_per_n"),
         "by_minutes": {
-            minutes: max(
-                (row for row in evaluated if row["elapsed"] <= 60 * minutes),
-                key=lambda row: row["step"],
-                default={},
-            ).get("test_accuracy")
+            minutes: _last_accuracy(row for row in evaluated if row["elapsed"] <= 60 * minutes)
             for minutes in CHECKPOINT_MINUTES
         },
         "by_steps": {
-            steps: max(
-                (row for row in evaluated if row["step"] <= steps),
-                key=lambda row: row["step"],
-                default={},
-            ).get("test_accuracy")
+            steps: _last_accuracy(row for row in evaluated if row["step"] <= steps)
             for steps in CHECKPOINT_STEPS
         },
         "curriculum": summary.get("curriculum"),
         "config": config,
     }
+
+
+def _last_accuracy(rows) -> float | None:
+    """Return the held-out accuracy of the latest evaluation among ``rows``, or None."""
+    return max(rows, key=lambda row: row["step"], default={}).get("test_accuracy")
 
 
 def _percent(value) -> str:

@@ -230,14 +230,14 @@ def training_rows(name, kind, config, result, flop_rate):
 def run_benchmark(configs, args):
     """Benchmark every model of every named configuration; print the tables; return a summary."""
     torch.set_num_threads(args.threads)
-    kept = args.malloc == "keep" and keep_freed_memory()
+    memory_kept = args.malloc == "keep" and keep_freed_memory()
     for line in describe_machine(args.threads):
         print(line)
-    print(f"malloc: --malloc {args.malloc}; freed memory kept in the process: {kept}")
-    summary_malloc = {"malloc": args.malloc, "malloc_kept": kept}
+    print(f"malloc: --malloc {args.malloc}; freed memory kept in the process: {memory_kept}")
 
     summary = {
-        **summary_malloc,
+        "malloc": args.malloc,
+        "malloc_kept": memory_kept,
         "threads": args.threads,
         "ratios": {},
         "ratios_cpu": {},

@@ -61,43 +61,26 @@ class LayerNormCache(NamedTuple):
     gain: np.ndarray  # (D,)
 
 
-@functools.lru_cache(maxsize=128)
-def _constant_vector(length, value, dtype):
-    """Return a read-only vector of ``length`` entries equal to ``value``."""
-    vector = np.full(length, value, dtype=dtype)
-    vector.flags.writeable = False
-    return vector
-
-
-@functools.lru_cache(maxsize=128)
-def _mean_column(width, dtype):
-    """Return a read-only column (D, 1) of ``1 / width`` entries of ``dtype``."""
-    return _constant_vector(width, 1.0 / width, dtype)[:, None]
-
-
-@functools.lru_cache(maxsize=128)
-def scalar(value, dtype):
-    """Return ``value`` as a read-only 0-d array of ``dtype``.
-
-    As an operand it skips the conversion NumPy makes of a Python float in
-    every call, about 0.3 microseconds on the benchmark machine.
-    """
-    array = np.array(value, dtype=dtype)
-    array.flags.writeable = False
-    return array
-
-
-@functools.lru_cache(maxsize=128)
+@functools.lru_cache(maxsize=256)
 def constant_array(shape, value, dtype):
-    """Return a read-only array of ``shape`` filled with ``value``.
+    """Return a read-only array of ``shape`` filled with ``value``, kept for reuse.
 
-    For use as an operand of the other operand's shape: NumPy's binary loops
-    are several times slower for some functions, such as ``np.maximum``, when
-    one operand is a broadcast scalar.
+    As an operand of the other operand's shape it is faster than a broadcast
+    scalar: NumPy's binary loops are several times slower for some functions,
+    such as ``np.maximum``, when one operand is a broadcast scalar.
     """
     array = np.full(shape, value, dtype=dtype)
     array.flags.writeable = False
     return array
+
+
+def scalar(value, dtype):
+    """Return ``value`` as a read-only 0-d array of ``dtype``.
+
+    As an operand it skips the conversion of a Python float that NumPy makes
+    in every call, about 0.3 microseconds on the benchmark machine.
+    """
+    return constant_array((), value, dtype)
 
 
 def row_mean(x):
@@ -108,7 +91,7 @@ def row_mean(x):
     reduction loop overhead dominates.
     """
     width = x.shape[-1]
-    column = _mean_column(width, x.dtype)  # (D, 1)
+    column = constant_array((width, 1), 1.0 / width, x.dtype)  # (D, 1)
     if x.ndim == 2:
         return np.dot(x, column)  # (n, D) @ (D, 1); np.dot dispatches faster than matmul
     return np.dot(x.reshape(-1, width), column).reshape(*x.shape[:-1], 1)
@@ -121,16 +104,16 @@ def sum_rows(x):
     than ``x.sum(axis=0)`` on the tall arrays of whole-sequence gradients.
     """
     rows = x.reshape(-1, x.shape[-1])  # (n, D)
-    return np.dot(_constant_vector(rows.shape[0], 1.0, x.dtype), rows)  # (n,) @ (n, D)
+    return np.dot(constant_array(rows.shape[:1], 1.0, x.dtype), rows)  # (n,) @ (n, D)
 
 
 def sum_middle(x):
     """Sum of x (S, N, M) over its middle axis, of shape (S, M).
 
-    One batched product (1, N) @ (N, M) per leading index; faster than
-    ``x.sum(axis=1)`` for the short middle axes of the models' slot sums.
+    One batched product (1, N) @ (N, M) per leading index, which is faster
+    than ``x.sum(axis=1)`` for the short middle axes of the models' slot sums.
     """
-    ones = _constant_vector(x.shape[1], 1.0, x.dtype)[None, :]  # (1, N)
+    ones = constant_array((1, x.shape[1]), 1.0, x.dtype)  # (1, N)
     return np.matmul(ones, x)[:, 0]  # (S, 1, M) -> (S, M)
 
 

@@ -356,8 +356,8 @@ class RelationalMemory(RecurrentModel):
             tapes.append(allocate_block_tape(block_input, weights, lease.empty, kept))
             block_input = tapes[-1].out
         if self._splits_input_qkv(batch):
-            given = input_term(x, params, block_weights[0].qkv_weight)  # (T, B, Q)
-            tapes[0] = tapes[0]._replace(given_qkv=given)
+            input_qkv = input_term(x, params, block_weights[0].qkv_weight)  # (T, B, Q)
+            tapes[0] = tapes[0]._replace(given_qkv=input_qkv)
         gate_x, gate_tape = None, None
         if gated:
             # The memory term's bias and the constant biases join the input term once per

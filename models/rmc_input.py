@@ -33,7 +33,7 @@ from models.layers import sum_rows
 
 
 def through_input(params):
-    """Return True when the gates' input term is cheaper taken from x, that is when D < F."""
+    """Return True when maps of u are cheaper taken from x, that is when D < F."""
     input_size, mem_size = params["input_proj.W"].shape
     return input_size < mem_size
 
@@ -122,12 +122,12 @@ def input_path_backward(x, u, d_u, d_gate_x, params, deferred=None, input_grad=T
 
 
 def _map_backward(rows, d_out, weight, params, dx, d_stacked):
-    """Backward of a map ``u @ weight`` taken through the input; return ``u^T d_out`` (F, n).
+    """Backpropagate a map ``u @ weight`` taken through the input; return ``u^T d_out`` (F, n).
 
-    ``rows`` is x1 (T B, D + 1), ``d_out`` the map's gradient, (T B, n), or
-    (T, B, n) when each step is a slice of a larger array; then the products
-    run per step and copy nothing. Adds the map's share to dx (T B, D), unless
-    None, and to d_stacked (D + 1, F).
+    ``rows`` is x1 (T B, D + 1). ``d_out``, the map's gradient, is (T B, n), or
+    (T, B, n) when each step is a slice of a larger array. In that case the
+    products run per step, so nothing is copied. The map's share is added to
+    d_stacked (D + 1, F) and, unless it is None, to dx (T B, D).
     """
     through = None if dx is None else (params["input_proj.W"] @ weight).T  # (n, D)
     if d_out.ndim == 2:

@@ -28,6 +28,8 @@ from models.optim import Adam, global_norm, scheduled_learning_rate
 from models.train_config import TrainConfig
 
 logger = logging.getLogger(__name__)
+# The reasons a run ends, as ``stopped_by`` in its summary.
+STOP_REASONS = ("steps", "time_limit", "cancel")
 
 __all__ = ["EVAL_CHUNK", "TrainResult", "TrainingDiverged", "build_model", "evaluate", "train"]
 
@@ -157,7 +159,7 @@ def train(
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     emit = on_event if on_event is not None else (lambda event: None)
-    keep_freed_memory()  # no fresh pages for each step's temporaries, see models.allocator
+    keep_freed_memory()  # each step reuses the pages its temporaries freed (models.allocator)
 
     task = config.build_task()
     model = build_model(config, task)

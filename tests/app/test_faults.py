@@ -182,3 +182,20 @@ def test_damaged_checkpoint_gives_clear_error(module_runs, trained_checkpoint, t
     assert (
         module_runs.http.post(f"/api/runs/{run['id']}/predict", json={"seed": 0}).status_code == 200
     )
+
+
+def test_worker_module_loads_without_numpy():
+    """A spawned worker imports app.worker before run_worker sets its BLAS threads."""
+    import subprocess
+    import sys
+
+    probe = "import sys, app.worker; print('numpy' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == "False"

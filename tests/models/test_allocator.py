@@ -17,7 +17,7 @@ import resource, sys
 import numpy as np
 from models.allocator import keep_freed_memory
 
-kept = keep_freed_memory() if sys.argv[1] == "keep" else False
+memory_kept = keep_freed_memory() if sys.argv[1] == "keep" else False
 
 def allocate_and_free():
     arrays = [np.ones(2**18, dtype=np.float32) for _ in range(8)]
@@ -27,7 +27,7 @@ allocate_and_free()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(10):
     allocate_and_free()
-print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(memory_kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
@@ -40,15 +40,15 @@ def run_probe(mode):
         timeout=120,
         check=True,
     )
-    kept, faults = result.stdout.split()
-    return kept == "True", int(faults)
+    memory_kept, faults = result.stdout.split()
+    return memory_kept == "True", int(faults)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
 def test_kept_memory_removes_page_faults():
-    kept, faults = run_probe("keep")
-    default_kept, default_faults = run_probe("default")
-    assert kept
+    memory_kept, faults = run_probe("keep")
+    default_memory_kept, default_faults = run_probe("default")
+    assert memory_kept
     assert faults < 100
-    assert not default_kept
+    assert not default_memory_kept
     assert default_faults > 2000  # ten rounds of 8 MiB are 20,480 pages
