@@ -54,6 +54,7 @@ from models.layers import (
     layer_norm_into,
     row_mean,
     scalar,
+    sum_middle,
     sum_rows,
 )
 
@@ -171,6 +172,11 @@ class BlockTape(NamedTuple):
     # The steps then take the map of the other rows only, and the backward leaves
     # the product d_qkv_pre @ W_qkv^T out of the dz of these rows, for the caller.
     given_qkv: np.ndarray | None = None
+    # The number of leading slots whose rows at step 0 are the same constant for
+    # every sequence, as the RMC's initial memory is. Step 0 maps each such row
+    # once instead of B times, its backward gives them a zero dz (a constant
+    # has no gradient), and the weight gradient takes their share once per slot.
+    shared_slots: int = 0
 
 
 class BlockGradTape(NamedTuple):
@@ -255,19 +261,44 @@ def _heads_view(rows, weights):
 # --- one step -----------------------------------------------------------------
 
 
+def _mapped_rows(tape, t, weights):
+    """Return (start, end): the rows of step t whose qkv map the step takes itself.
+
+    The rows before ``start`` are shared rows of step 0, those from ``end`` on given rows.
+    """
+    rows = tape.z.shape[1]
+    start = tape.shared_slots * weights.row_shape[1] if t == 0 else 0
+    end = rows if tape.given_qkv is None else rows - tape.given_qkv.shape[1]
+    return start, end
+
+
+def _qkv_map_step(tape, t, weights):
+    """Return z[t] @ W_qkv (R B, Q), with the centred weight, for the rows of step t."""
+    z = tape.z[t]
+    start, end = _mapped_rows(tape, t, weights)
+    if (start, end) == (0, z.shape[0]):
+        return np.dot(z, weights.qkv_weight)  # (R B, F) @ (F, Q)
+    batch = weights.row_shape[1]
+    qkv_pre = np.empty((z.shape[0], weights.qkv_weight.shape[1]), dtype=z.dtype)
+    if start:
+        # [N' B, F] -> [N', B, F], the first sequence's rows: each slot's row once.
+        shared = z[:start].reshape(tape.shared_slots, batch, -1)[:, 0]
+        # (N', Q) -> [N', 1, Q], repeated over the B rows of each slot: [N', B, Q]
+        qkv_pre[:start].reshape(tape.shared_slots, batch, -1)[...] = np.dot(
+            shared, weights.qkv_weight
+        )[:, None]
+    np.dot(z[start:end], weights.qkv_weight, out=qkv_pre[start:end])
+    if end < z.shape[0]:
+        qkv_pre[end:] = tape.given_qkv[t]
+    return qkv_pre
+
+
 def _attention_step_forward(tape, t, weights, attended):
     """Attend over the rows of step t; write the attended rows to ``attended`` (R B, F)."""
     tiled = weights.tiled
 
     # qkv map and layer norm over the whole qkv row; the centred weights give zero-mean rows.
-    z = tape.z[t]
-    if tape.given_qkv is None:
-        qkv_pre = np.dot(z, weights.qkv_weight)  # (R B, F) @ (F, Q)
-    else:
-        computed = z.shape[0] - tape.given_qkv.shape[1]
-        qkv_pre = np.empty((z.shape[0], weights.qkv_weight.shape[1]), dtype=z.dtype)
-        np.dot(z[:computed], weights.qkv_weight, out=qkv_pre[:computed])
-        qkv_pre[computed:] = tape.given_qkv[t]
+    qkv_pre = _qkv_map_step(tape, t, weights)
     qkv_pre += tiled["qkv.b"]
     layer_norm_into(
         qkv_pre,
@@ -366,7 +397,7 @@ def _qkv_step_backward(tape, grad_tape, t, weights, dz):
     ``d_qkv_pre[t]`` receives the norm's input gradient before the removal of
     its row means (``centre=False``): the product with the centred weight
     removes them on the way to dz, and ``_qkv_param_grads`` once per sequence.
-    The rows of ``tape.given_qkv`` get a zero dz.
+    The rows of ``tape.given_qkv``, and the shared rows of step 0, get a zero dz.
     """
     layer_norm_backward_into(
         grad_tape.d_qkv[t],
@@ -376,12 +407,11 @@ def _qkv_step_backward(tape, grad_tape, t, weights, dz):
         out=grad_tape.d_qkv_pre[t],
         centre=False,
     )
-    if tape.given_qkv is None:
-        np.dot(grad_tape.d_qkv_pre[t], weights.qkv_weight_t, out=dz)  # (R B, Q) @ (Q, F)
-        return
-    computed = dz.shape[0] - tape.given_qkv.shape[1]
-    np.dot(grad_tape.d_qkv_pre[t][:computed], weights.qkv_weight_t, out=dz[:computed])
-    dz[computed:] = 0.0
+    start, end = _mapped_rows(tape, t, weights)
+    dz[:start] = 0.0
+    # (R B, Q) @ (Q, F), over the rows that the step mapped itself
+    np.dot(grad_tape.d_qkv_pre[t][start:end], weights.qkv_weight_t, out=dz[start:end])
+    dz[end:] = 0.0
 
 
 def block_step_backward(tape, grad_tape, t, weights, dz):
@@ -425,7 +455,8 @@ def block_step_backward(tape, grad_tape, t, weights, dz):
     )
     _attention_step_backward(tape, grad_tape, t, weights, d_attended)
     _qkv_step_backward(tape, grad_tape, t, weights, dz)
-    dz += d_attended  # residual
+    start = _mapped_rows(tape, t, weights)[0]  # shared rows keep their zero dz
+    dz[start:] += d_attended[start:]  # residual
 
 
 # --- parameter gradients over all steps ---------------------------------------
@@ -441,6 +472,32 @@ def _norm_grads(prefix, d_out, x_hat):
     return {f"{prefix}.gain": gain, f"{prefix}.bias": bias}
 
 
+def _qkv_weight_grad(tape, grad_tape):
+    """Return z^T d_qkv_pre (F, Q) summed over all steps, without the given rows' share.
+
+    The shared rows of step 0 enter once per slot, with their gradient summed over the batch.
+    """
+    z, d_pre = tape.z, grad_tape.d_qkv_pre  # (S, R B, F) and (S, R B, Q)
+    steps, rows, width = z.shape
+    end = rows if tape.given_qkv is None else rows - tape.given_qkv.shape[1]
+    first = 1 if tape.shared_slots else 0  # the step the shared rows begin at
+    if end == rows:
+        weight = _rows(z[first:]).T @ _rows(d_pre[first:])  # (F, S' R B) @ (S' R B, Q)
+    else:
+        # One product per step: (S', F, end) @ (S', end, Q), summed over the S' steps.
+        weight = np.matmul(z[first:, :end].transpose(0, 2, 1), d_pre[first:, :end]).sum(axis=0)
+    if first:
+        slots, batch = tape.shared_slots, tape.weights.shape[2]
+        start = slots * batch
+        weight += z[0, start:end].T @ d_pre[0, start:end]  # (F, rows) @ (rows, Q)
+        # [N' B, F] -> [N', B, F], the first sequence's rows: each slot's row once, (N', F)
+        shared = z[0, :start].reshape(slots, batch, width)[:, 0]
+        # [N' B, Q] -> [N', B, Q], summed over the batch: (N', Q)
+        d_shared = sum_middle(d_pre[0, :start].reshape(slots, batch, -1))
+        weight += shared.T @ d_shared
+    return weight
+
+
 def _qkv_param_grads(tape, grad_tape):
     """Return the grads of ``qkv.*`` and ``qkv_norm.*`` summed over all steps.
 
@@ -448,13 +505,7 @@ def _qkv_param_grads(tape, grad_tape):
     share, ``z^T d_qkv_pre`` over those rows, which their caller adds.
     """
     d_qkv_pre = _rows(grad_tape.d_qkv_pre)  # (S R B, Q), row means not yet removed
-    if tape.given_qkv is None:
-        weight = _rows(tape.z).T @ d_qkv_pre  # (F, S R B) @ (S R B, Q)
-    else:
-        computed = tape.z.shape[1] - tape.given_qkv.shape[1]
-        # One product per step: (S, F, R B - B') @ (S, R B - B', Q), summed over S.
-        per_step = tape.z[:, :computed].transpose(0, 2, 1)
-        weight = np.matmul(per_step, grad_tape.d_qkv_pre[:, :computed]).sum(axis=0)
+    weight = _qkv_weight_grad(tape, grad_tape)
     bias = sum_rows(d_qkv_pre)
     grads = {
         "qkv.W": weight - row_mean(weight),

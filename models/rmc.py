@@ -77,10 +77,15 @@ from models.readout import ModelConfig, RecurrentModel
 from models.rmc_input import gate_input_term, input_path_backward, input_term, through_input
 
 GATE_STYLES = ("unit", "memory", None)
-# The first block's qkv map of the input rows can be taken for all steps at once
-# through x (see models.rmc_input). That saves 2 B Q (F - D - 1) FLOPs a step,
-# but adds three NumPy calls a step, a few microseconds. Below this many FLOPs
-# saved a step (10 microseconds at 100 GFLOP/s), the steps keep the whole map.
+# Two ways to take a map of the first block's rows in fewer FLOPs, each at the
+# cost of a few more NumPy calls, a few microseconds:
+# - the qkv map of the input rows, for all steps at once through x (see
+#   models.rmc_input), saves 2 B Q (F - D - 1) FLOPs a step;
+# - at step 0, whose memory is the initial memory of every sequence, the qkv
+#   map and the gates' memory term of each slot once instead of B times save
+#   2 (B - 1) N F Q FLOPs and more, in the forward and in the weight gradients.
+# Each is taken only when it saves at least this many FLOPs (10 microseconds at
+# 100 GFLOP/s).
 MIN_SPLIT_FLOPS = 10**6
 INPUT_GATE_BIAS = 0.0
 FORGET_GATE_BIAS = 1.0
@@ -129,12 +134,17 @@ class GateCache(NamedTuple):
     tanh_memory: np.ndarray  # (S, N B, F)
     gates: np.ndarray  # (S, N B, 2G) sigmoid outputs in the order [i | f]
     tanh_candidate: np.ndarray  # (S, N B, F)
+    # True when memory_prev[0] is the same memory for every sequence, as the RMC's
+    # initial memory is: step 0 then takes the memory term of each slot once, and
+    # its backward returns no d_memory_prev (a constant has no gradient).
+    shared_first: bool = False
 
 
-def allocate_gate_tape(memory_prev, weight, empty=np.empty):
+def allocate_gate_tape(memory_prev, weight, empty=np.empty, shared_first=False):
     """Return an empty gate tape for memory_prev (S, N B, F) and ``gate_memory.W`` (F, 2G).
 
     ``empty(shape, dtype)`` allocates each array, ``np.empty`` or ``PoolLease.empty``.
+    ``shared_first`` as in ``GateCache``.
     """
     return GateCache(
         memory_prev=memory_prev,
@@ -143,6 +153,7 @@ def allocate_gate_tape(memory_prev, weight, empty=np.empty):
         tanh_memory=empty(memory_prev.shape, weight.dtype),
         gates=empty((*memory_prev.shape[:-1], weight.shape[1]), weight.dtype),
         tanh_candidate=empty(memory_prev.shape, weight.dtype),
+        shared_first=shared_first,
     )
 
 
@@ -159,10 +170,17 @@ def gates_step_forward(tape, t, candidate, half_gate_x, memory):
     The pre-activations are therefore computed halved, as the sigmoid's tanh form needs.
     """
     width = tape.gates.shape[-1] // 2  # G
-    tanh_memory = np.tanh(tape.memory_prev[t], out=tape.tanh_memory[t])
     gates = tape.gates[t]  # (N B, 2G)
-    np.dot(tanh_memory, tape.half_weight, out=gates)  # (N B, F) @ (F, 2G)
     per_slot = gates.reshape(-1, *half_gate_x.shape)  # [N B, 2G] -> [N, B, 2G]
+    if t == 0 and tape.shared_first:
+        # Each slot's memory once, [N B, F] -> [N, B, F] -> (N, F), then repeated over B.
+        slots, mem_size = per_slot.shape[0], memory.shape[-1]
+        shared = np.tanh(tape.memory_prev[0].reshape(slots, -1, mem_size)[:, 0])
+        tape.tanh_memory[0].reshape(slots, -1, mem_size)[...] = shared[:, None]
+        per_slot[...] = np.dot(shared, tape.half_weight)[:, None]  # (N, 2G) -> [N, 1, 2G]
+    else:
+        tanh_memory = np.tanh(tape.memory_prev[t], out=tape.tanh_memory[t])
+        np.dot(tanh_memory, tape.half_weight, out=gates)  # (N B, F) @ (F, 2G)
     per_slot += half_gate_x  # the input part, broadcast over slots
     sigmoid_of_halved(gates)
     tanh_candidate = np.tanh(candidate, out=tape.tanh_candidate[t])
@@ -174,7 +192,8 @@ def gates_step_backward(tape, t, d_memory, d_gates, d_candidate):
     """Backward of step t from d_memory (N B, F); return d_memory_prev (N B, F).
 
     Writes the gradient at the gate pre-activations to ``d_gates[t]`` (N B, 2G)
-    and the candidate's gradient to ``d_candidate`` (N B, F).
+    and the candidate's gradient to ``d_candidate`` (N B, F). Returns None for
+    step 0 of a tape with ``shared_first``, whose memory is a constant.
     """
     width = tape.gates.shape[-1] // 2  # G
     gates, d_pre = tape.gates[t], d_gates[t]
@@ -196,6 +215,8 @@ def gates_step_backward(tape, t, d_memory, d_gates, d_candidate):
     np.subtract(one, d_candidate, out=d_candidate)
     d_candidate *= input_gate
     d_candidate *= d_memory
+    if t == 0 and tape.shared_first:
+        return None
 
     # M_prev enters through the forget gate and through tanh(M_prev) @ W_gm.
     d_tanh_memory = np.dot(d_pre, tape.weight_t)  # (N B, 2G) @ (2G, F)
@@ -209,10 +230,18 @@ def gates_step_backward(tape, t, d_memory, d_gates, d_candidate):
 def gate_param_grads(tape, d_gates, batch):
     """Return the ``gate_memory`` grads and d_gate_x (S, B, 2G), summed over all S steps."""
     d_rows = _rows(d_gates)  # (S N B, 2G)
-    grads = {"W": _rows(tape.tanh_memory).T @ d_rows, "b": sum_rows(d_rows)}
-    # The input part was repeated for every slot: [S, N B, 2G] -> [S, N, B 2G], summed over N.
     steps, rows, width = d_gates.shape
     slots = rows // batch
+    first = 1 if tape.shared_first else 0  # step 0's memory is taken once per slot below
+    # (F, S' N B) @ (S' N B, 2G)
+    weight = _rows(tape.tanh_memory[first:]).T @ _rows(d_gates[first:])
+    if first:
+        # Each slot's row once, [N B, F] -> [N, B, F] -> (N, F), and its gradient
+        # summed over the batch, [N B, 2G] -> [N, B, 2G] -> (N, 2G).
+        shared = tape.tanh_memory[0].reshape(slots, batch, -1)[:, 0]
+        weight += shared.T @ sum_middle(d_gates[0].reshape(slots, batch, width))
+    grads = {"W": weight, "b": sum_rows(d_rows)}
+    # The input part was repeated for every slot: [S, N B, 2G] -> [S, N, B 2G], summed over N.
     d_gate_x = sum_middle(d_gates.reshape(steps, slots, batch * width))  # (S, B 2G)
     return grads, d_gate_x.reshape(steps, batch, width)
 
@@ -312,6 +341,12 @@ class RelationalMemory(RecurrentModel):
         qkv_width = self.params["block0.qkv.W"].shape[1]
         return 2 * batch * qkv_width * (width - input_size - 1) >= MIN_SPLIT_FLOPS
 
+    def _shares_initial_memory(self, batch):
+        """Return True when step 0 maps the initial memory once per slot, not per sequence."""
+        qkv_width = self.params["block0.qkv.W"].shape[1]
+        flops = 2 * (batch - 1) * self.hyper.mem_slots * self.mem_size * qkv_width
+        return flops >= MIN_SPLIT_FLOPS
+
     def _block_weights(self, batch, lease):
         """Return the ``BlockWeights`` of every block, each with the shared attention MLP."""
         mlp_layers = [
@@ -355,6 +390,10 @@ class RelationalMemory(RecurrentModel):
             kept = slots if block == len(block_weights) - 1 else slots + 1
             tapes.append(allocate_block_tape(block_input, weights, lease.empty, kept))
             block_input = tapes[-1].out
+        # The first block's memory rows at step 0 are the initial memory, the same for all B.
+        shared = self._shares_initial_memory(batch)
+        if shared:
+            tapes[0] = tapes[0]._replace(shared_slots=slots)
         if self._splits_input_qkv(batch):
             input_qkv = input_term(x, params, block_weights[0].qkv_weight)  # (T, B, Q)
             tapes[0] = tapes[0]._replace(given_qkv=input_qkv)
@@ -366,7 +405,7 @@ class RelationalMemory(RecurrentModel):
             extra_bias = params["gate_memory.b"] + constant_gate_bias(self.gate_width, self.dtype)
             gate_x = gate_input_term(x, u, params, extra_bias, 0.5)  # (T, B, 2G)
             gate_tape = allocate_gate_tape(
-                rows[:steps, :memory_rows], params["gate_memory.W"], lease.empty
+                rows[:steps, :memory_rows], params["gate_memory.W"], lease.empty, shared
             )
 
         for t in range(steps):
@@ -420,7 +459,8 @@ class RelationalMemory(RecurrentModel):
     def _step_backward(self, t, d_memory, cache, grad_tapes, d_rows, d_gates):
         """Backward of step t from d_memory (N B, F); return d_memory_prev (N B, F).
 
-        Fills step t of the gradient tapes, of d_rows (T, (N + 1) B, F) and of d_gates.
+        Fills step t of the gradient tapes, of d_rows (T, (N + 1) B, F) and of
+        d_gates. Returns None for step 0, whose memory rows get no gradient.
         """
         memory_rows = d_memory.shape[0]
         d_candidate = grad_tapes[-1].d_out[t]  # (N B, F)
@@ -435,7 +475,10 @@ class RelationalMemory(RecurrentModel):
                 cache.blocks[block], grad_tapes[block], t, cache.block_weights[block], dz
             )
 
-        # M_{t-1} is also the first N B rows of the first block's input.
+        # M_{t-1} is also the first N B rows of the first block's input. The initial
+        # memory M_0 is a constant, so step 0 returns nothing.
+        if t == 0:
+            return None
         if d_gates is None:
             return d_rows[t, :memory_rows]
         d_memory += d_rows[t, :memory_rows]

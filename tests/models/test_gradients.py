@@ -122,7 +122,9 @@ RMC_CASES = {
     "no-gates-one-block": dict(gate_style=None, num_blocks=1),
     "no-gates-two-blocks": dict(gate_style=None, num_blocks=2),
     "three-mlp-layers-readout-mlp": dict(attention_mlp_layers=3, readout_hidden=[5, 4]),
-    "more-slots-than-width": dict(mem_slots=5, num_heads=1, key_size=2),
+    # A width of 4: a layer norm over 2 columns outputs only +-1, which passes
+    # almost no gradient to the parameters below it.
+    "more-slots-than-width": dict(mem_slots=5, num_heads=1, head_size=4, key_size=2),
 }
 
 
@@ -138,16 +140,29 @@ def test_rmc_gradients_per_step_targets(gate_style, loss):
     assert_gradients_match("rmc", loss, per_step=True, gate_style=gate_style, **RMC_TINY)
 
 
+@pytest.mark.parametrize("split_input", [False, True])
 @pytest.mark.parametrize("per_step", [False, True])
 @pytest.mark.parametrize("case", sorted(RMC_CASES))
-def test_rmc_gradients_input_qkv_split(case, per_step, monkeypatch):
-    """The first block's qkv map of the input rows, taken through x for all steps."""
+def test_rmc_gradients_split_maps(case, per_step, split_input, monkeypatch):
+    """The maps that save FLOPs: at step 0 the maps of the initial memory taken
+    once per slot, with or without the first block's qkv map of the input rows
+    taken through x for all steps (where D < F)."""
     monkeypatch.setattr(rmc, "MIN_SPLIT_FLOPS", 0)
+    if not split_input:
+        monkeypatch.setattr(rmc.RelationalMemory, "_splits_input_qkv", lambda self, batch: False)
     hyper = {**RMC_TINY, **RMC_CASES[case]}
     model = make_model("rmc", input_size=INPUT_SIZE, output_size=OUTPUT_SIZE, **hyper)
     width = hyper["num_heads"] * hyper["head_size"]
-    assert model._splits_input_qkv(BATCH) == (INPUT_SIZE < width)
+    assert model._splits_input_qkv(BATCH) == (split_input and INPUT_SIZE < width)
+    assert model._shares_initial_memory(BATCH)
     assert_gradients_match("rmc", "mse", per_step=per_step, **hyper)
+
+
+def test_small_batches_keep_the_whole_maps():
+    model = make_model("rmc", input_size=INPUT_SIZE, output_size=OUTPUT_SIZE, **RMC_TINY)
+    assert not model._splits_input_qkv(BATCH)
+    assert not model._shares_initial_memory(BATCH)
+    assert not model._shares_initial_memory(1)
 
 
 @pytest.mark.parametrize(("kind", "split"), [("rmc", False), ("rmc", True), ("lstm", False)])

@@ -1,0 +1,74 @@
+"""The step functions of the attention block with shared rows at step 0.
+
+A tape whose first slots are the same rows for every sequence at step 0 maps
+them once per slot. It must give the same outputs and parameter gradients as
+a tape that maps them once per sequence, and a zero input gradient for them.
+"""
+
+import numpy as np
+
+from models.attention import (
+    allocate_block_tape,
+    allocate_grad_tape,
+    block_param_grads,
+    block_step_backward,
+    block_step_forward,
+    init_attention_block,
+    prepare_block,
+)
+from models.layers import init_linear
+
+SLOTS, BATCH, WIDTH, HEADS, KEY_SIZE, STEPS = 3, 4, 6, 2, 2, 3
+SHARED = 2  # the first SHARED of the SLOTS + 1 rows are shared at step 0
+
+
+def block_inputs(rng):
+    """Return rows z (S, R B, F), slot-major, whose first SHARED slots at step 0 repeat over B."""
+    rows = SLOTS + 1
+    z = rng.standard_normal((STEPS, rows * BATCH, WIDTH))
+    shared = rng.standard_normal((SHARED, 1, WIDTH))
+    z[0, : SHARED * BATCH] = np.broadcast_to(shared, (SHARED, BATCH, WIDTH)).reshape(-1, WIDTH)
+    return z
+
+
+def run_block(z, shared_slots, d_out):
+    """Run the block over all steps forward and backward; return outputs, dz and grads."""
+    rng = np.random.default_rng(1)
+    block = init_attention_block(rng, WIDTH, HEADS, KEY_SIZE, np.float64)
+    for name in block:
+        block[name] = block[name] + 0.1 * rng.standard_normal(block[name].shape)
+    mlp_layers = [init_linear(rng, WIDTH, WIDTH, np.float64) for _ in range(2)]
+    weights = prepare_block(block, mlp_layers, HEADS, KEY_SIZE, (SLOTS + 1, BATCH))
+    tape = allocate_block_tape(z, weights)._replace(shared_slots=shared_slots)
+    for t in range(STEPS):
+        block_step_forward(tape, t, weights)
+
+    grad_tape = allocate_grad_tape(tape)
+    grad_tape.d_out[...] = d_out
+    dz = np.empty_like(z)
+    for t in reversed(range(STEPS)):
+        block_step_backward(tape, grad_tape, t, weights, dz[t])
+    grads, mlp_grads = block_param_grads(tape, grad_tape)
+    return tape.out.copy(), dz, grads, mlp_grads
+
+
+def test_shared_rows_match_unshared_tape():
+    rng = np.random.default_rng(0)
+    z = block_inputs(rng)
+    d_out = rng.standard_normal(z.shape)
+    out, dz, grads, mlp_grads = run_block(z, 0, d_out)
+    shared_out, shared_dz, shared_grads, shared_mlp_grads = run_block(z, SHARED, d_out)
+
+    np.testing.assert_allclose(shared_out, out, rtol=1e-12, atol=1e-12)
+    assert shared_grads.keys() == grads.keys()
+    for name, value in grads.items():
+        np.testing.assert_allclose(shared_grads[name], value, rtol=1e-10, atol=1e-12, err_msg=name)
+    for layer, shared_layer in zip(mlp_grads, shared_mlp_grads, strict=True):
+        for name, value in layer.items():
+            np.testing.assert_allclose(shared_layer[name], value, rtol=1e-10, atol=1e-12)
+
+    shared_rows = SHARED * BATCH
+    np.testing.assert_array_equal(shared_dz[0, :shared_rows], 0.0)
+    np.testing.assert_allclose(shared_dz[0, shared_rows:], dz[0, shared_rows:], rtol=1e-10)
+    np.testing.assert_allclose(shared_dz[1:], dz[1:], rtol=1e-10)
+    assert np.abs(dz[0, :shared_rows]).max() > 1e-3  # the unshared tape does pass a gradient
