@@ -398,6 +398,7 @@ def _qkv_step_backward(tape, grad_tape, t, weights, dz):
     its row means (``centre=False``): the product with the centred weight
     removes them on the way to dz, and ``_qkv_param_grads`` once per sequence.
     The rows of ``tape.given_qkv``, and the shared rows of step 0, get a zero dz.
+    Returns the number of those shared rows, which lead dz, and 0 at other steps.
     """
     layer_norm_backward_into(
         grad_tape.d_qkv[t],
@@ -408,10 +409,14 @@ def _qkv_step_backward(tape, grad_tape, t, weights, dz):
         centre=False,
     )
     start, end = _mapped_rows(tape, t, weights)
+    if (start, end) == (0, dz.shape[0]):
+        np.dot(grad_tape.d_qkv_pre[t], weights.qkv_weight_t, out=dz)  # (R B, Q) @ (Q, F)
+        return 0
     dz[:start] = 0.0
     # (R B, Q) @ (Q, F), over the rows that the step mapped itself
     np.dot(grad_tape.d_qkv_pre[t][start:end], weights.qkv_weight_t, out=dz[start:end])
     dz[end:] = 0.0
+    return start
 
 
 def block_step_backward(tape, grad_tape, t, weights, dz):
@@ -454,9 +459,11 @@ def block_step_backward(tape, grad_tape, t, weights, dz):
         d_attended[:kept],
     )
     _attention_step_backward(tape, grad_tape, t, weights, d_attended)
-    _qkv_step_backward(tape, grad_tape, t, weights, dz)
-    start = _mapped_rows(tape, t, weights)[0]  # shared rows keep their zero dz
-    dz[start:] += d_attended[start:]  # residual
+    shared = _qkv_step_backward(tape, grad_tape, t, weights, dz)
+    if shared:
+        dz[shared:] += d_attended[shared:]  # residual; the shared rows keep their zero dz
+    else:
+        dz += d_attended  # residual
 
 
 # --- parameter gradients over all steps ---------------------------------------
