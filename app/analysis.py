@@ -13,7 +13,13 @@ from pathlib import Path
 import numpy as np
 
 import models
-from app.explorer import ExplorerError, check_posted_sequence, json_array, load_model
+from app.explorer import (
+    ExplorerError,
+    check_finite_prediction,
+    check_posted_sequence,
+    json_array,
+    load_model,
+)
 from app.validation import FieldErrors, field_error
 from models import analysis
 
@@ -126,6 +132,8 @@ def trace_archive(run: dict, checkpoint: Path, seed: int | None, inputs, target)
     _check_size(model, 1, x.shape[1])
 
     predictions, trace = model.predict(x, trace=True)
+    if inputs is not None:
+        check_finite_prediction(x, predictions, trace)
     arrays = {
         "inputs": x[0],
         "prediction": predictions[0],

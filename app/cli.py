@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument(
         "--data-dir", help="Folder for the run database and checkpoints [RELMEM_DATA_DIR, ./data]."
     )
+    imports.add_argument(
+        "--again",
+        action="store_true",
+        help="Import a folder whose checkpoint an earlier import stored, as another run.",
+    )
     return parser
 
 
@@ -130,8 +135,11 @@ def serve(settings: Settings, log_level: str) -> None:
     )
 
 
-def import_runs(settings: Settings, folders: list[Path]) -> int:
-    """Import each run folder into the settings' data folder; return 1 if any failed."""
+def import_runs(settings: Settings, folders: list[Path], again: bool = False) -> int:
+    """Import each run folder into the settings' data folder; return 1 if any failed.
+
+    ``again`` imports checkpoints that an earlier import stored, as new runs.
+    """
     from app.importer import RunImportError, import_run
     from app.store import Store
 
@@ -140,7 +148,7 @@ def import_runs(settings: Settings, folders: list[Path]) -> int:
     try:
         for folder in folders:
             try:
-                run = import_run(folder, store, settings.runs_dir)
+                run = import_run(folder, store, settings.runs_dir, again=again)
             except RunImportError as exc:
                 print(f"relmem import: {folder}: {exc}", file=sys.stderr)
                 failed += 1
@@ -157,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "import":
             overrides = {} if args.data_dir is None else {"data_dir": args.data_dir}
-            return import_runs(Settings(**overrides), args.folders)
+            return import_runs(Settings(**overrides), args.folders, args.again)
         settings = _settings_from(args)
     except ValidationError as exc:
         problems = "; ".join(

@@ -107,6 +107,22 @@ def check_posted_sequence(task, inputs: list[list[float]], target) -> tuple[np.n
     return x, np.asarray([target], dtype=np.float64)  # (1, O)
 
 
+def check_finite_prediction(x: np.ndarray, outputs: np.ndarray, trace: dict) -> None:
+    """Raise FieldErrors naming ``inputs`` when the prediction or trace for posted x is not finite.
+
+    Inputs far outside a task's scale, such as 1e308, overflow the model's float32
+    arithmetic, and the result would be all NaN.
+    """
+    if np.isfinite(outputs).all() and all(np.isfinite(value).all() for value in trace.values()):
+        return
+    largest = float(np.abs(x).max())
+    message = (
+        f"the model's output is not finite for these inputs, whose largest magnitude is "
+        f"{largest:g}; send inputs on the scale of the task's own sequences"
+    )
+    raise FieldErrors([field_error(("inputs",), message, largest)])
+
+
 def predict_run(run: dict, checkpoint: Path, seed: int | None, inputs, target) -> dict:
     """Run a run's checkpoint on one sequence with tracing on; return the explorer payload.
 
@@ -114,8 +130,9 @@ def predict_run(run: dict, checkpoint: Path, seed: int | None, inputs, target) -
     optionally ``target``).
 
     Raises:
-        FieldErrors: for posted inputs or a target that do not fit the run's task, or a
-            trace over ``limits.MAX_TRACE_VALUES``.
+        FieldErrors: for posted inputs or a target that do not fit the run's task,
+            posted inputs whose prediction is not finite, or a trace over
+            ``limits.MAX_TRACE_VALUES``.
         ExplorerError: when the checkpoint cannot be loaded.
     """
     config = run["config"]
@@ -140,6 +157,8 @@ def predict_run(run: dict, checkpoint: Path, seed: int | None, inputs, target) -
         raise FieldErrors([field_error(("inputs",), message, x.shape[1])])
 
     outputs, trace = model.predict(x, trace=True)
+    if inputs is not None:
+        check_finite_prediction(x, outputs, trace)
     payload = {
         "run_id": run["id"],
         "model": model.kind,

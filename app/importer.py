@@ -9,6 +9,7 @@ worker would have written it. The run page, the explorer and the compare page th
 it like a run trained by the server.
 """
 
+import hashlib
 import json
 import logging
 import shutil
@@ -101,12 +102,27 @@ def _load_checkpoint(path: Path, body: RunCreate):
     return model
 
 
-def import_run(folder: Path, store: Store, runs_dir: Path) -> dict:
+def _checkpoint_digest(path: Path) -> str:
+    """Return the SHA-256 of a checkpoint file as hex, read in chunks of 1 MiB."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for chunk in iter(lambda: file.read(2**20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _import_note(folder: Path, digest: str) -> str:
+    """Return the log line of an imported run; its end identifies the checkpoint."""
+    return f"imported from {folder.resolve()} (checkpoint sha256 {digest})"
+
+
+def import_run(folder: Path, store: Store, runs_dir: Path, again: bool = False) -> dict:
     """Check the run folder ``folder``, then store it as a finished run; return the run.
 
-    The stored run gets a new id and name, and a log line that names ``folder``. Its
-    creation and finish times are those of the import; ``seconds`` in its
-    ``final_metrics`` is the training time.
+    The stored run gets a new id and name, and a log line that names ``folder`` and the
+    SHA-256 of its checkpoint. Its creation and finish times are those of the import;
+    ``seconds`` in its ``final_metrics`` is the training time. A checkpoint that an
+    earlier import stored is rejected unless ``again`` is True.
 
     Raises:
         RunImportError: naming the file and the problem; nothing was written then.
@@ -131,6 +147,13 @@ def import_run(folder: Path, store: Store, runs_dir: Path) -> dict:
     body, resolved = _check_request(config)
     events = _read_metrics(folder / "metrics.jsonl", resolved.id)
     model = _load_checkpoint(folder / "checkpoint.npz", body)
+    digest = _checkpoint_digest(folder / "checkpoint.npz")
+    earlier = store.runs_with_log_ending(f"(checkpoint sha256 {digest})")
+    if earlier and not again:
+        raise RunImportError(
+            f"checkpoint.npz: already imported as run {', '.join(earlier)}; "
+            "pass --again to import another copy"
+        )
 
     run_dir = Path(runs_dir) / resolved.id
     # Created before the try, so that the cleanup never removes a folder it did not create.
@@ -145,7 +168,8 @@ def import_run(folder: Path, store: Store, runs_dir: Path) -> dict:
             "summary": summary,
         }
         write_json_atomically(run_dir / CONFIG_NAME, record)
-        run = _store_run(store, body, resolved, events, status, summary, model, folder)
+        note = _import_note(folder, digest)
+        run = _store_run(store, body, resolved, events, status, summary, model, note)
     except BaseException:
         store.delete_run(resolved.id)
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -154,11 +178,11 @@ def import_run(folder: Path, store: Store, runs_dir: Path) -> dict:
     return run
 
 
-def _store_run(store, body, resolved, events, status, summary, model, folder) -> dict:
+def _store_run(store, body, resolved, events, status, summary, model, note) -> dict:
     store.create_run(run_record(body, resolved, model.param_count))
     for event in events:
         store.add_metric(resolved.id, event)
-    store.add_log(resolved.id, utc_now(), f"imported from {folder.resolve()}")
+    store.add_log(resolved.id, utc_now(), note)
     store.mark_running(resolved.id)
     return store.finish_run(
         resolved.id,

@@ -56,7 +56,9 @@ async def lifespan(app: FastAPI):
     store = Store(settings.database_path)
     stale = store.interrupt_active_runs(STALE_RUN_REASON)
     if stale:
-        logger.warning("marked %d runs of a previous server interrupted: %s", len(stale), stale)
+        logger.warning(
+            "marked %d run(s) of a previous server as interrupted: %s", len(stale), stale
+        )
         _remove_partial_files(settings.runs_dir, stale)
 
     hub = Hub(queue_size=settings.ws_queue_size)

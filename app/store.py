@@ -335,6 +335,19 @@ class Store:
             )
             return cursor.lastrowid
 
+    def runs_with_log_ending(self, suffix: str) -> list[str]:
+        """Return the ids of the runs with a log line that ends with ``suffix``, oldest first.
+
+        ``suffix`` is matched literally: ``%`` and ``_`` in it are not wildcards.
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT run_id, MIN(id) AS first FROM logs"
+                " WHERE substr(message, -?) = ? GROUP BY run_id ORDER BY first",
+                (len(suffix), suffix),
+            ).fetchall()
+        return [row["run_id"] for row in rows]
+
     def get_logs(self, run_id: str) -> list[dict]:
         """Return the run's stored log lines, oldest first, as ``{"id", "time", "message"}``."""
         with self._lock:

@@ -36,6 +36,8 @@ def _training_option(name: str, kind: str, help_text: str, **extra: Any) -> dict
         for attribute, key in (("ge", "min"), ("gt", "min"), ("le", "max")):
             if hasattr(constraint, attribute):
                 option[key] = getattr(constraint, attribute)
+        if hasattr(constraint, "gt"):
+            option["exclusive_min"] = True  # the value must be greater than min
     option.update(extra)
     option["help"] = help_text
     return option
@@ -46,9 +48,7 @@ def training_options() -> list[dict]:
     return [
         _training_option("steps", "int", "Optimizer steps."),
         _training_option("batch_size", "int", "Sequences per step."),
-        _training_option(
-            "learning_rate", "float", "Adam peak learning rate (exclusive minimum 0)."
-        ),
+        _training_option("learning_rate", "float", "Adam peak learning rate."),
         _training_option(
             "lr_schedule",
             "choice",
@@ -97,8 +97,9 @@ def tasks() -> dict:
     """Return tasks, models and training fields with their limits and defaults, and presets.
 
     Options have ``name``, ``type`` (int, float, bool, choice or int_list), ``default``,
-    ``min``, ``max`` and ``help``. Choice options also have ``choices``, and options that
-    accept null have ``nullable: true``. ``limits`` contains the caps on the estimated
+    ``min``, ``max`` and ``help``. Choice options also have ``choices``, options that
+    accept null have ``nullable: true``, and options whose value must be greater than
+    ``min`` have ``exclusive_min: true``. ``limits`` contains the caps on the estimated
     size of a whole run.
     """
     return {

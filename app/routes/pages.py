@@ -17,6 +17,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app import limits
 from app.routes.common import RUN_ID_PATTERN
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def run_page(request: Request, run_id: str) -> HTMLResponse:
 
 @router.get("/explore", response_class=HTMLResponse)
 def explore_page(request: Request) -> HTMLResponse:
-    return _render(request, "explore.html", page="explore")
+    return _render(request, "explore.html", page="explore", max_seed=limits.MAX_SEED)
 
 
 @router.get("/compare", response_class=HTMLResponse)

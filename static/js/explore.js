@@ -69,12 +69,22 @@ async function loadRuns() {
     ),
   );
   if (state.run && !runs.some((run) => run.id === state.run)) {
-    showError(
-      `Run ${state.run} has no checkpoint to explore: no run has that id, or it has not saved a checkpoint yet.`,
-    );
+    showError(await describeUnexplorable(state.run));
     state.run = "";
   }
   runSelect.value = state.run;
+}
+
+/** Say why the run `runId` from the URL cannot be explored: it does not exist, or has no checkpoint. */
+async function describeUnexplorable(runId) {
+  let run;
+  try {
+    run = await apiFetch(`/api/runs/${encodeURIComponent(runId)}`);
+  } catch (error) {
+    if (error.status === 404 || error.status === 422) return `No run has the id ${runId}.`;
+    throw error;
+  }
+  return `Run ${runId} (${run.status}) has not saved a checkpoint yet, so there is nothing to explore. Runs save one at each evaluation and when they end.`;
 }
 
 async function generate() {
@@ -288,10 +298,31 @@ function handleKey(event) {
   }
 }
 
+/**
+ * Read the seed box as a number, so that "1e3" is 1000. Return null, after showing an
+ * error, for a value that is not a whole number from 0 to the box's maximum, which the
+ * page template sets to the server's limit.
+ */
+function readSeed() {
+  const maxSeed = Number(seedInput.max); // the server's limit, from the page template
+  const text = seedInput.value.trim();
+  const seed = Number(text);
+  if (text === "" || !Number.isSafeInteger(seed) || seed < 0 || seed > maxSeed) {
+    let shown = `'${text}'`;
+    if (seedInput.validity.badInput) shown = "text that is not a number";
+    else if (text === "") shown = "an empty box";
+    showError(`seed must be a whole number from 0 to ${maxSeed}, got ${shown}.`);
+    return null;
+  }
+  return seed;
+}
+
 $("explore-form").addEventListener("submit", (event) => {
   event.preventDefault();
   state.run = runSelect.value;
-  state.seed = Math.max(0, Number.parseInt(seedInput.value, 10) || 0);
+  const seed = readSeed();
+  if (seed === null) return;
+  state.seed = seed;
   seedInput.value = String(state.seed);
   generate();
 });

@@ -23,11 +23,16 @@ const FORM_HELP = {
 
 function rangeHint(spec, help) {
   const parts = [];
-  if (spec.min !== null && spec.min !== undefined && spec.max !== null && spec.max !== undefined) {
+  const hasMin = spec.min !== null && spec.min !== undefined;
+  const hasMax = spec.max !== null && spec.max !== undefined;
+  if (hasMin && spec.exclusive_min) {
+    const upper = hasMax ? `, at most ${formatNumber(spec.max)}` : "";
+    parts.push(`greater than ${formatNumber(spec.min)}${upper}`);
+  } else if (hasMin && hasMax) {
     parts.push(`${formatNumber(spec.min)} to ${formatNumber(spec.max)}`);
-  } else if (spec.min !== null && spec.min !== undefined) {
+  } else if (hasMin) {
     parts.push(`at least ${formatNumber(spec.min)}`);
-  } else if (spec.max !== null && spec.max !== undefined) {
+  } else if (hasMax) {
     parts.push(`at most ${formatNumber(spec.max)}`);
   }
   if (isNullable(spec) && !/\bempty\b/.test(help ?? "")) parts.push("leave empty for none");
@@ -117,9 +122,12 @@ export function readFieldValue(control) {
   if (control.tagName === "SELECT") return JSON.parse(control.value);
   const text = control.value.trim();
   if (control.dataset.list) {
-    if (text === "") return [];
-    const items = text.split(/[\s,]+/).filter(Boolean);
-    const numbers = items.map(Number);
+    // "128, 128", "128 128" and "[128, 128]" are lists; "", "[]" the empty list. An empty
+    // item, as in "1,,2", makes the text invalid, and it is sent as typed.
+    const inner = text.replace(/^\[(.*)\]$/s, "$1").trim();
+    if (inner === "") return [];
+    const items = inner.split(/\s*,\s*|\s+/);
+    const numbers = items.map((item) => (item === "" ? Number.NaN : Number(item)));
     return numbers.some(Number.isNaN) ? text : numbers;
   }
   if (text === "") {

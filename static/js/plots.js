@@ -13,6 +13,11 @@ export const PLOT_CONFIG = {
   toImageButtonOptions: { format: "png", scale: 2 },
 };
 
+/** Return PLOT_CONFIG with `filename` (no extension) as the name of the PNG download. */
+export function plotConfig(filename) {
+  return { ...PLOT_CONFIG, toImageButtonOptions: { ...PLOT_CONFIG.toImageButtonOptions, filename } };
+}
+
 /** Eight colours that stay distinct for readers with common colour-vision deficiencies. */
 export const COLORS = [
   "#0072b2",

@@ -13,7 +13,7 @@ import {
   isActive,
   statusBadge,
 } from "./format.js";
-import { COLORS, PLOT_CONFIG, baseLayout, horizontalLine, setLogScale } from "./plots.js";
+import { COLORS, baseLayout, horizontalLine, plotConfig, setLogScale } from "./plots.js";
 import {
   curriculumText,
   drawPerN,
@@ -97,7 +97,7 @@ function drawCharts() {
     lossChart,
     curveTraces("train_loss", "test_loss", "loss"),
     lossLayout,
-    PLOT_CONFIG,
+    plotConfig(`${run?.name ?? runId}-loss`),
   );
 
   if (isClassification()) {
@@ -111,7 +111,7 @@ function drawCharts() {
       accuracyChart,
       curveTraces("train_accuracy", "test_accuracy", "accuracy"),
       accuracyLayout,
-      PLOT_CONFIG,
+      plotConfig(`${run?.name ?? runId}-accuracy`),
     );
   }
   drawTaskCharts();

@@ -113,6 +113,9 @@ def test_trace_npz_matches_prediction(module_runs, trained):
     assert "target" not in archive.files
     bad = http.post(f"/api/runs/{run['id']}/trace.npz", json={"inputs": [[1.0, 2.0]]})
     assert bad.status_code == 422
+    overflow = http.post(f"/api/runs/{run['id']}/trace.npz", json={"inputs": [[1e308] * 4] * 2})
+    assert overflow.status_code == 422, overflow.text
+    assert overflow.json()["detail"][0]["loc"] == ["body", "inputs"]
 
 
 def test_bundle_contains_config_metrics_and_checkpoint(module_runs, trained, tmp_path):

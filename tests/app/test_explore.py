@@ -179,6 +179,16 @@ def test_predict_rejects_non_finite_inputs(module_runs, trained):
     assert response.json()["detail"][0]["loc"] == ["body", "inputs", 0, 2]
 
 
+@pytest.mark.parametrize("label", ["rmc", "lstm"])
+def test_predict_rejects_overflowing_inputs(module_runs, trained, label):
+    response = predict(module_runs, trained[label], inputs=[[1e308] * GRID_INPUT] * 3)
+    assert response.status_code == 422, response.text
+    error = response.json()["detail"][0]
+    assert error["loc"] == ["body", "inputs"]
+    assert "the model's output is not finite" in error["msg"]
+    assert "largest magnitude is 1e+308" in error["msg"]
+
+
 def test_classifier_rejects_label_out_of_range(module_runs, trained):
     inputs = predict(module_runs, trained["lstm-nth"], seed=2).json()["inputs"]
     response = predict(module_runs, trained["lstm-nth"], inputs=inputs, target=4)

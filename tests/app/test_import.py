@@ -123,3 +123,33 @@ def test_one_bad_folder_does_not_stop_the_others(folder, tmp_path, capsys):
     captured = capsys.readouterr()
     assert f"relmem import: {missing}: not a folder" in captured.err
     assert len(stored_runs(data_dir)) == 1
+
+
+def test_second_import_of_a_checkpoint_is_rejected(folder, tmp_path, capsys):
+    data_dir = tmp_path / "data"
+    assert main(["import", str(folder), "--data-dir", str(data_dir)]) == 0
+    [first] = stored_runs(data_dir)
+    capsys.readouterr()
+
+    assert main(["import", str(folder), "--data-dir", str(data_dir)]) == 1
+    error = capsys.readouterr().err
+    assert f"checkpoint.npz: already imported as run {first['id']}" in error
+    assert "pass --again to import another copy" in error
+    assert len(stored_runs(data_dir)) == 1
+    assert len(list((data_dir / "runs").iterdir())) == 1
+
+    assert main(["import", str(folder), "--data-dir", str(data_dir), "--again"]) == 0
+    assert len(stored_runs(data_dir)) == 2
+
+
+def test_other_checkpoint_imports_beside_the_first(folder, tmp_path):
+    data_dir = tmp_path / "data"
+    assert main(["import", str(folder), "--data-dir", str(data_dir)]) == 0
+    config = json.loads((folder / "config.json").read_text())
+    other = tmp_path / "other"
+    arguments = ["--task", "tracking-grid", "--model", "lstm", "--steps", "2", "--seed", "5"]
+    arguments += ["--batch-size", "4", "--eval-size", "4", "--out", str(other)]
+    assert train_main(arguments) == 0
+    assert json.loads((other / "config.json").read_text()) != config
+    assert main(["import", str(other), "--data-dir", str(data_dir)]) == 0
+    assert len(stored_runs(data_dir)) == 2

@@ -1,5 +1,7 @@
 """A run request that the API rejects shows each error beside the field it names."""
 
+import json
+
 import httpx
 import pytest
 from playwright.sync_api import expect
@@ -97,6 +99,34 @@ def test_oversized_model_errors_beside_causes(live_server, page):
     assert page.js_errors == []
 
 
+def test_readout_widths_list_forms(live_server, page):
+    page.goto(f"{live_server.url}/")
+    expect(page.locator("#launch-form")).to_have_attribute("data-ready", "true")
+    page.select_option("#field-model", "rmc")
+    page.fill("#field-train-steps", "20")
+    page.fill("#field-train-batch_size", "4")
+
+    # "[]", as the help suggests, is the empty list: a linear readout.
+    page.fill("#field-rmc-readout_hidden", "[]")
+    with page.expect_request(
+        lambda request: request.url.endswith("/api/runs") and request.method == "POST"
+    ) as info:
+        page.click("#launch-button")
+    assert json.loads(info.value.post_data)["model_options"]["readout_hidden"] == []
+    expect(page.get_by_test_id("launched-link")).to_have_count(1)
+
+    # An empty item is an error beside the field, not a dropped width.
+    page.fill("#field-rmc-readout_hidden", "1,,2")
+    with page.expect_response(lambda response: response.url.endswith("/api/runs")) as info:
+        page.click("#launch-button")
+    assert info.value.status == 422
+    error = page.locator("#error-rmc-readout_hidden")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("1,,2")
+    assert len(httpx.get(f"{live_server.url}/api/runs", timeout=5).json()) == 1
+    assert page.js_errors == []
+
+
 def test_hints_use_plain_words(live_server, page):
     page.goto(f"{live_server.url}/")
     expect(page.locator("#launch-form")).to_have_attribute("data-ready", "true")
@@ -105,6 +135,9 @@ def test_hints_use_plain_words(live_server, page):
     expect(key_size).to_contain_text("leave empty to use head_size")
     expect(key_size).not_to_contain_text("empty for none")
     expect(page.locator("#hint-train-clip_norm")).to_contain_text("leave empty for no clipping")
+    expect(page.locator("#hint-train-clip_norm")).to_contain_text("greater than 0, at most")
+    expect(page.locator("#hint-train-learning_rate")).to_contain_text("greater than 0, at most 1")
+    expect(page.locator("#hint-train-steps")).to_contain_text("1 to 1,000,000")
     for hint in page.locator("#launch-form .hint").all():
         expect(hint).not_to_contain_text("null")
     page.get_by_test_id("preset-seed").click()

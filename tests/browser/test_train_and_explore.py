@@ -72,6 +72,13 @@ def test_launch_train_and_explore(live_server, page, artifacts):
     expect(page.get_by_test_id("download-checkpoint")).to_be_visible()
     page.screenshot(path=artifacts / "4-run-completed.png", full_page=True)
 
+    # The mode bar's PNG download is named after the run.
+    run_name = page.locator("#run-name").inner_text()
+    camera = page.locator("#loss-chart .modebar-btn[data-title^='Download plot']")
+    with page.expect_download() as download:
+        camera.click()
+    assert download.value.suggested_filename == f"{run_name}-loss.png"
+
     # After a reload, the Log panel shows the finished run's stored lines from the snapshot.
     page.reload()
     expect(page.locator("#run-page")).to_have_attribute("data-status", "completed")
@@ -85,6 +92,22 @@ def test_launch_train_and_explore(live_server, page, artifacts):
     expect(page).to_have_url(re.compile(rf"/explore\?run={run_id}"))
     wait_for_timestep(page, 0)
     expect(page.get_by_test_id("trajectory-chart")).to_be_visible()
+
+    # The seed box reads numbers as typed, "1e1" as 10, and rejects what is out of range.
+    page.fill("#explore-seed", "1e1")
+    with page.expect_response(
+        lambda response: f"/api/runs/{run_id}/predict" in response.url
+    ) as info:
+        page.click("#generate-button")
+    assert json.loads(info.value.request.post_data) == {"seed": 10}
+    expect(page).to_have_url(re.compile(r"[?&]seed=10(&|$)"))
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.fill("#explore-seed", "1e30")
+    page.click("#generate-button")
+    message = page.get_by_test_id("message-box")
+    expect(message).to_contain_text("seed must be a whole number from 0 to 4294967295, got '1e30'")
+    assert not [url for url in requests if "/predict" in url]
 
     # Generate another sequence from a new seed.
     page.fill("#explore-seed", "3")
