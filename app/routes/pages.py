@@ -70,12 +70,12 @@ def _run_exists(request: Request, run_id: str) -> bool:
     return request.app.state.store.get_run(run_id) is not None
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
 def dashboard(request: Request) -> HTMLResponse:
     return _render(request, "dashboard.html", page="dashboard")
 
 
-@router.get("/runs/{run_id}", response_class=HTMLResponse)
+@router.api_route("/runs/{run_id}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 def run_page(request: Request, run_id: str) -> HTMLResponse:
     if not _run_exists(request, run_id):
         return _render(
@@ -88,22 +88,22 @@ def run_page(request: Request, run_id: str) -> HTMLResponse:
     return _render(request, "run.html", page="run", run_id=run_id)
 
 
-@router.get("/explore", response_class=HTMLResponse)
+@router.api_route("/explore", methods=["GET", "HEAD"], response_class=HTMLResponse)
 def explore_page(request: Request) -> HTMLResponse:
     return _render(request, "explore.html", page="explore", max_seed=limits.MAX_SEED)
 
 
-@router.get("/compare", response_class=HTMLResponse)
+@router.api_route("/compare", methods=["GET", "HEAD"], response_class=HTMLResponse)
 def compare_page(request: Request) -> HTMLResponse:
     return _render(request, "compare.html", page="compare")
 
 
-@router.get("/sweeps", response_class=HTMLResponse)
+@router.api_route("/sweeps", methods=["GET", "HEAD"], response_class=HTMLResponse)
 def sweeps_page(request: Request) -> HTMLResponse:
     return _render(request, "sweeps.html", page="sweeps")
 
 
-@router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
+@router.api_route("/sweeps/{sweep_id}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 def sweep_page(request: Request, sweep_id: str) -> HTMLResponse:
     sweep = None
     if RUN_ID_PATTERN.match(sweep_id):

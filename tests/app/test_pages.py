@@ -57,6 +57,14 @@ def test_page_renders_its_elements(client, path, expected_ids, script):
     assert 'id="message-box"' in response.text
 
 
+@pytest.mark.parametrize("path", ["/", "/explore", "/compare", "/sweeps"])
+def test_page_answers_head(client, path):
+    response = client.head(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.content == b""
+
+
 def test_run_page_renders_for_existing_run(client, tiny_run_request):
     created = client.post("/api/runs", json=tiny_run_request("lstm"))
     assert created.status_code == 201, created.text
