@@ -68,7 +68,7 @@ def _asset_dir() -> Path:
     return Path(str(resources.files("fastapi_offline") / "static"))
 
 
-@router.get(DOCS_URL, response_class=HTMLResponse)
+@router.api_route(DOCS_URL, methods=["GET", "HEAD"], response_class=HTMLResponse)
 def swagger_ui(request: Request) -> HTMLResponse:
     """Serve the Swagger UI page for the application's OpenAPI schema."""
     app = request.app

@@ -110,8 +110,8 @@ def check_posted_sequence(task, inputs: list[list[float]], target) -> tuple[np.n
 def check_finite_prediction(x: np.ndarray, outputs: np.ndarray, trace: dict) -> None:
     """Raise FieldErrors naming ``inputs`` when the prediction or trace for posted x is not finite.
 
-    Inputs far outside a task's scale, such as 1e308, overflow the model's float32
-    arithmetic, and the result would be all NaN.
+    Inputs far outside a task's scale, such as 1e308, overflow the model's
+    floating-point arithmetic, and the result would be all NaN.
     """
     if np.isfinite(outputs).all() and all(np.isfinite(value).all() for value in trace.values()):
         return

@@ -148,6 +148,8 @@ def import_run(folder: Path, store: Store, runs_dir: Path, again: bool = False) 
     events = _read_metrics(folder / "metrics.jsonl", resolved.id)
     model = _load_checkpoint(folder / "checkpoint.npz", body)
     digest = _checkpoint_digest(folder / "checkpoint.npz")
+    # NOTE: runs imported before the log line named the checkpoint's SHA-256 are not
+    # found, and two imports running at once can both pass this check.
     earlier = store.runs_with_log_ending(f"(checkpoint sha256 {digest})")
     if earlier and not again:
         raise RunImportError(

@@ -173,9 +173,10 @@ class BlockTape(NamedTuple):
     # the product d_qkv_pre @ W_qkv^T out of the dz of these rows, for the caller.
     given_qkv: np.ndarray | None = None
     # The number of leading slots whose rows at step 0 are the same constant for
-    # every sequence, as the RMC's initial memory is. Step 0 maps each such row
-    # once instead of B times, its backward gives them a zero dz (a constant
-    # has no gradient), and the weight gradient takes their share once per slot.
+    # every sequence, as the RMC's initial memory is. Step 0 maps each such
+    # slot's row once instead of once per sequence, its backward gives them a
+    # zero dz, and the weight gradient takes their share once per slot. The
+    # shared rows must lie before the rows of given_qkv.
     shared_slots: int = 0
 
 
@@ -398,7 +399,7 @@ def _qkv_step_backward(tape, grad_tape, t, weights, dz):
     its row means (``centre=False``): the product with the centred weight
     removes them on the way to dz, and ``_qkv_param_grads`` once per sequence.
     The rows of ``tape.given_qkv``, and the shared rows of step 0, get a zero dz.
-    Returns the number of those shared rows, which lead dz, and 0 at other steps.
+    Returns the number of leading rows of dz that are shared rows of step 0, or 0.
     """
     layer_norm_backward_into(
         grad_tape.d_qkv[t],
@@ -494,7 +495,7 @@ def _qkv_weight_grad(tape, grad_tape):
         # One product per step: (S', F, end) @ (S', end, Q), summed over the S' steps.
         weight = np.matmul(z[first:, :end].transpose(0, 2, 1), d_pre[first:, :end]).sum(axis=0)
     if first:
-        slots, batch = tape.shared_slots, tape.weights.shape[2]
+        slots, batch = tape.shared_slots, tape.weights.shape[2]  # weights is (S, R, B, H, R)
         start = slots * batch
         weight += z[0, start:end].T @ d_pre[0, start:end]  # (F, rows) @ (rows, Q)
         # [N' B, F] -> [N', B, F], the first sequence's rows: each slot's row once, (N', F)

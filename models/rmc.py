@@ -77,13 +77,14 @@ from models.readout import ModelConfig, RecurrentModel
 from models.rmc_input import gate_input_term, input_path_backward, input_term, through_input
 
 GATE_STYLES = ("unit", "memory", None)
-# Two ways to take a map of the first block's rows in fewer FLOPs, each at the
-# cost of a few more NumPy calls, a few microseconds:
-# - the qkv map of the input rows, for all steps at once through x (see
-#   models.rmc_input), saves 2 B Q (F - D - 1) FLOPs a step;
-# - at step 0, whose memory is the initial memory of every sequence, the qkv
-#   map and the gates' memory term of each slot once instead of B times save
-#   2 (B - 1) N F Q FLOPs and more, in the forward and in the weight gradients.
+# Two ways to take maps in fewer FLOPs, each at the cost of a few more NumPy
+# calls, a few microseconds:
+# - The first block's qkv map of the input rows, for all steps at once through
+#   x (see models.rmc_input), saves 2 B Q (F - D - 1) FLOPs a step.
+# - At step 0 the memory is the same initial memory for every sequence. The
+#   first block's qkv map and the gates' memory term of each slot, taken once
+#   instead of once per sequence, save 2 (B - 1) N F Q FLOPs and more, in the
+#   forward pass and in the weight gradients.
 # Each is taken only when it saves at least this many FLOPs (10 microseconds at
 # 100 GFLOP/s).
 MIN_SPLIT_FLOPS = 10**6
@@ -134,9 +135,9 @@ class GateCache(NamedTuple):
     tanh_memory: np.ndarray  # (S, N B, F)
     gates: np.ndarray  # (S, N B, 2G) sigmoid outputs in the order [i | f]
     tanh_candidate: np.ndarray  # (S, N B, F)
-    # True when memory_prev[0] is the same memory for every sequence, as the RMC's
-    # initial memory is: step 0 then takes the memory term of each slot once, and
-    # its backward returns no d_memory_prev (a constant has no gradient).
+    # True when memory_prev[0] is the same constant memory for every sequence, as
+    # the RMC's initial memory is. Step 0 then takes the memory term of each slot
+    # once, and its backward returns no d_memory_prev.
     shared_first: bool = False
 
 
@@ -460,7 +461,7 @@ class RelationalMemory(RecurrentModel):
         """Backward of step t from d_memory (N B, F); return d_memory_prev (N B, F).
 
         Fills step t of the gradient tapes, of d_rows (T, (N + 1) B, F) and of
-        d_gates. Returns None for step 0, whose memory rows get no gradient.
+        d_gates. Returns None for step 0, because the initial memory is a constant.
         """
         memory_rows = d_memory.shape[0]
         d_candidate = grad_tapes[-1].d_out[t]  # (N B, F)

@@ -29,9 +29,10 @@ let playTimer = null;
 
 function readUrl() {
   const params = new URLSearchParams(window.location.search);
+  // Number() reads "1e3" as 1000, as the seed box does; anything but a whole number >= 0 is 0.
   const integer = (name) => {
-    const value = Number.parseInt(params.get(name) ?? "", 10);
-    return Number.isFinite(value) && value >= 0 ? value : 0;
+    const value = Number(params.get(name) ?? "");
+    return Number.isSafeInteger(value) && value >= 0 ? value : 0;
   };
   return {
     run: params.get("run") ?? "",
@@ -75,7 +76,7 @@ async function loadRuns() {
   runSelect.value = state.run;
 }
 
-/** Say why the run `runId` from the URL cannot be explored: it does not exist, or has no checkpoint. */
+/** Return the message that explains why the run `runId` from the URL cannot be explored. */
 async function describeUnexplorable(runId) {
   let run;
   try {
@@ -84,7 +85,11 @@ async function describeUnexplorable(runId) {
     if (error.status === 404 || error.status === 422) return `No run has the id ${runId}.`;
     throw error;
   }
-  return `Run ${runId} (${run.status}) has not saved a checkpoint yet, so there is nothing to explore. Runs save one at each evaluation and when they end.`;
+  // A checkpoint is saved once, when training ends, so only queued and running runs get one later.
+  if (run.status === "queued" || run.status === "running") {
+    return `Run ${runId} is ${run.status} and has no checkpoint yet. It saves one when training ends.`;
+  }
+  return `Run ${runId} ended as ${run.status} without a checkpoint, so there is nothing to explore.`;
 }
 
 async function generate() {
@@ -308,10 +313,10 @@ function readSeed() {
   const text = seedInput.value.trim();
   const seed = Number(text);
   if (text === "" || !Number.isSafeInteger(seed) || seed < 0 || seed > maxSeed) {
-    let shown = `'${text}'`;
-    if (seedInput.validity.badInput) shown = "text that is not a number";
-    else if (text === "") shown = "an empty box";
-    showError(`seed must be a whole number from 0 to ${maxSeed}, got ${shown}.`);
+    let received = `'${text}'`;
+    if (seedInput.validity.badInput) received = "text that is not a number";
+    else if (text === "") received = "an empty box";
+    showError(`seed must be a whole number from 0 to ${maxSeed}, got ${received}.`);
     return null;
   }
   return seed;

@@ -57,7 +57,7 @@ def test_page_renders_its_elements(client, path, expected_ids, script):
     assert 'id="message-box"' in response.text
 
 
-@pytest.mark.parametrize("path", ["/", "/explore", "/compare", "/sweeps"])
+@pytest.mark.parametrize("path", ["/", "/explore", "/compare", "/sweeps", "/docs"])
 def test_page_answers_head(client, path):
     response = client.head(path)
     assert response.status_code == 200

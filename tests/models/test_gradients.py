@@ -140,21 +140,27 @@ def test_rmc_gradients_per_step_targets(gate_style, loss):
     assert_gradients_match("rmc", loss, per_step=True, gate_style=gate_style, **RMC_TINY)
 
 
-@pytest.mark.parametrize("split_input", [False, True])
+@pytest.mark.parametrize(
+    ("split_input", "share_memory"), [(True, True), (True, False), (False, True)]
+)
 @pytest.mark.parametrize("per_step", [False, True])
 @pytest.mark.parametrize("case", sorted(RMC_CASES))
-def test_rmc_gradients_split_maps(case, per_step, split_input, monkeypatch):
-    """The maps that save FLOPs: at step 0 the maps of the initial memory taken
-    once per slot, with or without the first block's qkv map of the input rows
-    taken through x for all steps (where D < F)."""
+def test_rmc_gradients_split_maps(case, per_step, split_input, share_memory, monkeypatch):
+    """The maps that save FLOPs: the first block's qkv map of the input rows taken
+    through x for all steps (where D < F), and at step 0 the maps of the initial
+    memory taken once per slot. Both off is the default of the tiny models."""
     monkeypatch.setattr(rmc, "MIN_SPLIT_FLOPS", 0)
     if not split_input:
         monkeypatch.setattr(rmc.RelationalMemory, "_splits_input_qkv", lambda self, batch: False)
+    if not share_memory:
+        monkeypatch.setattr(
+            rmc.RelationalMemory, "_shares_initial_memory", lambda self, batch: False
+        )
     hyper = {**RMC_TINY, **RMC_CASES[case]}
     model = make_model("rmc", input_size=INPUT_SIZE, output_size=OUTPUT_SIZE, **hyper)
     width = hyper["num_heads"] * hyper["head_size"]
     assert model._splits_input_qkv(BATCH) == (split_input and INPUT_SIZE < width)
-    assert model._shares_initial_memory(BATCH)
+    assert model._shares_initial_memory(BATCH) == share_memory
     assert_gradients_match("rmc", "mse", per_step=per_step, **hyper)
 
 
