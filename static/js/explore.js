@@ -1,7 +1,7 @@
 // Explorer: generate a sequence for a trained run, then scrub through its trace. The view
 // state (run, seed, t, head, block) lives in the URL, so a copied link reopens the same view.
 
-import { apiFetch, clearMessage, showError } from "./api.js";
+import { apiFetch, clearMessage, showError, showMessage } from "./api.js";
 import { element, formatNumber } from "./format.js";
 import {
   describeNthStep,
@@ -26,13 +26,19 @@ const playButton = $("play-button");
 const state = { run: "", seed: 0, t: 0, head: 0, block: 0 };
 let result = null;
 let playTimer = null;
+// Notes on the URL's values that the view cannot show as given, shown with the first result.
+let urlNotes = [];
+let fromUrl = false; // true until the first result of a view opened from its URL
 
 function readUrl() {
   const params = new URLSearchParams(window.location.search);
   // Number() reads "1e3" as 1000, as the seed box does; anything but a whole number >= 0 is 0.
   const integer = (name) => {
-    const value = Number(params.get(name) ?? "");
-    return Number.isSafeInteger(value) && value >= 0 ? value : 0;
+    const text = params.get(name);
+    const value = Number(text ?? "");
+    if (Number.isSafeInteger(value) && value >= 0) return value;
+    if (text !== null) urlNotes.push(`${name}=${text} is not a whole number from 0, so ${name}=0 is shown`);
+    return 0;
   };
   return {
     run: params.get("run") ?? "",
@@ -108,12 +114,15 @@ async function generate() {
     });
     clearMessage();
     setupControls();
+    if (fromUrl && urlNotes.length) showMessage(`In the link, ${urlNotes.join("; ")}.`, "info");
     render();
   } catch (error) {
     $("sequence-summary").textContent = "";
     showError(error);
   } finally {
     button.disabled = false;
+    fromUrl = false;
+    urlNotes = [];
   }
 }
 
@@ -130,7 +139,13 @@ function options(count, label) {
 /** Size the slider and selectors to the new result, keeping t, head and block where they fit. */
 function setupControls() {
   const last = sequenceLength() - 1;
-  state.t = Math.min(state.t, last);
+  // Clamp state[name] below count, noting a value from the URL that was out of range.
+  const fit = (name, count) => {
+    if (state[name] < count) return;
+    urlNotes.push(`${name}=${state[name]} is out of range (${count} in all), so ${name}=${count - 1} is shown`);
+    state[name] = count - 1;
+  };
+  fit("t", last + 1);
   slider.max = String(last);
   slider.value = String(state.t);
 
@@ -140,8 +155,8 @@ function setupControls() {
   if (isRmc) {
     const numBlocks = result.trace.attention[0].length;
     const numHeads = result.trace.attention[0][0].length;
-    state.block = Math.min(state.block, numBlocks - 1);
-    state.head = Math.min(state.head, numHeads - 1);
+    fit("block", numBlocks);
+    fit("head", numHeads);
     blockSelect.replaceChildren(...options(numBlocks, "block"));
     headSelect.replaceChildren(...options(numHeads, "head"));
     blockSelect.value = String(state.block);
@@ -361,6 +376,7 @@ async function start() {
     showError(error);
     return;
   }
+  fromUrl = true;
   if (state.run) await generate();
 }
 

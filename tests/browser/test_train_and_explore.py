@@ -159,5 +159,14 @@ def test_launch_train_and_explore(live_server, page, artifacts):
     expect(page.locator("#head-select")).to_have_value("1")
     assert attention_matrix(page) == before_reload
 
+    # A link with values the view cannot show says what it shows instead.
+    page.goto(f"{live_server.url}/explore?run={run_id}&seed=-5&t=999&head=9")
+    wait_for_timestep(page, 6)
+    message = page.get_by_test_id("message-box")
+    expect(message).to_contain_text("seed=-5 is not a whole number from 0, so seed=0 is shown")
+    expect(message).to_contain_text("t=999 is out of range (7 in all), so t=6 is shown")
+    expect(message).to_contain_text("head=9 is out of range (2 in all), so head=1 is shown")
+    expect(page.locator("#head-select")).to_have_value("1")
+
     assert page.js_errors == []
     assert page.console_errors == []
