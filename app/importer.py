@@ -111,18 +111,13 @@ def _checkpoint_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _import_note(folder: Path, digest: str) -> str:
-    """Return the log line of an imported run; its end identifies the checkpoint."""
-    return f"imported from {folder.resolve()} (checkpoint sha256 {digest})"
-
-
 def import_run(folder: Path, store: Store, runs_dir: Path, again: bool = False) -> dict:
     """Check the run folder ``folder``, then store it as a finished run; return the run.
 
-    The stored run gets a new id and name, and a log line that names ``folder`` and the
-    SHA-256 of its checkpoint. Its creation and finish times are those of the import;
-    ``seconds`` in its ``final_metrics`` is the training time. A checkpoint that an
-    earlier import stored is rejected unless ``again`` is True.
+    The stored run gets a new id and name, a log line that names ``folder``, and a
+    record of its checkpoint's SHA-256. Its creation and finish times are those of the
+    import; ``seconds`` in its ``final_metrics`` is the training time. A checkpoint that
+    an earlier import stored is rejected unless ``again`` is True.
 
     Raises:
         RunImportError: naming the file and the problem; nothing was written then.
@@ -148,9 +143,8 @@ def import_run(folder: Path, store: Store, runs_dir: Path, again: bool = False) 
     events = _read_metrics(folder / "metrics.jsonl", resolved.id)
     model = _load_checkpoint(folder / "checkpoint.npz", body)
     digest = _checkpoint_digest(folder / "checkpoint.npz")
-    # NOTE: runs imported before the log line named the checkpoint's SHA-256 are not
-    # found, and two imports running at once can both pass this check.
-    earlier = store.runs_with_log_ending(f"(checkpoint sha256 {digest})")
+    # NOTE: two imports of the same checkpoint running at once can both pass this check.
+    earlier = store.runs_imported_from(digest)
     if earlier and not again:
         raise RunImportError(
             f"checkpoint.npz: already imported as run {', '.join(earlier)}; "
@@ -170,8 +164,7 @@ def import_run(folder: Path, store: Store, runs_dir: Path, again: bool = False) 
             "summary": summary,
         }
         write_json_atomically(run_dir / CONFIG_NAME, record)
-        note = _import_note(folder, digest)
-        run = _store_run(store, body, resolved, events, status, summary, model, note)
+        run = _store_run(store, body, resolved, events, status, summary, model, folder, digest)
     except BaseException:
         store.delete_run(resolved.id)
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -180,11 +173,12 @@ def import_run(folder: Path, store: Store, runs_dir: Path, again: bool = False) 
     return run
 
 
-def _store_run(store, body, resolved, events, status, summary, model, note) -> dict:
+def _store_run(store, body, resolved, events, status, summary, model, folder, digest) -> dict:
     store.create_run(run_record(body, resolved, model.param_count))
+    store.add_import(resolved.id, digest)
     for event in events:
         store.add_metric(resolved.id, event)
-    store.add_log(resolved.id, utc_now(), note)
+    store.add_log(resolved.id, utc_now(), f"imported from {folder.resolve()} (sha256 {digest})")
     store.mark_running(resolved.id)
     return store.finish_run(
         resolved.id,

@@ -38,7 +38,7 @@ METRIC_FIELDS = (
 # Metric rows read per lock acquisition by ``Store.get_metrics``.
 METRIC_PAGE_ROWS = 2000
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Log lines kept per run; older lines are deleted as new ones arrive.
 MAX_LOG_LINES = 1000
@@ -82,6 +82,11 @@ CREATE TABLE IF NOT EXISTS logs (
     message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS logs_by_run ON logs (run_id, id);
+CREATE TABLE IF NOT EXISTS imports (
+    run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+    checkpoint_sha256 TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS imports_by_checkpoint ON imports (checkpoint_sha256);
 CREATE TABLE IF NOT EXISTS sweeps (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -242,8 +247,27 @@ class Store:
             )
         return ids
 
+    # Imports
+
+    def add_import(self, run_id: str, checkpoint_sha256: str) -> None:
+        """Record that the run ``run_id`` was imported from a checkpoint with this SHA-256."""
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT INTO imports (run_id, checkpoint_sha256) VALUES (?, ?)",
+                (run_id, checkpoint_sha256),
+            )
+
+    def runs_imported_from(self, checkpoint_sha256: str) -> list[str]:
+        """Return the ids of the stored runs imported from a checkpoint with this SHA-256."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT run_id FROM imports WHERE checkpoint_sha256 = ? ORDER BY rowid",
+                (checkpoint_sha256,),
+            ).fetchall()
+        return [row["run_id"] for row in rows]
+
     def delete_run(self, run_id: str) -> bool:
-        """Delete a run, its metric rows and its log lines; return whether it existed."""
+        """Delete a run, its metric rows, log lines and import record; return whether it existed."""
         with self._lock, self._conn:
             cursor = self._conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
             return cursor.rowcount > 0
@@ -334,19 +358,6 @@ class Store:
                 (run_id, run_id, MAX_LOG_LINES),
             )
             return cursor.lastrowid
-
-    def runs_with_log_ending(self, suffix: str) -> list[str]:
-        """Return the ids of the runs with a log line that ends with ``suffix``, oldest first.
-
-        ``suffix`` is matched literally: ``%`` and ``_`` in it are not wildcards.
-        """
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT run_id, MIN(id) AS first FROM logs"
-                " WHERE substr(message, -?) = ? GROUP BY run_id ORDER BY first",
-                (len(suffix), suffix),
-            ).fetchall()
-        return [row["run_id"] for row in rows]
 
     def get_logs(self, run_id: str) -> list[dict]:
         """Return the run's stored log lines, oldest first, as ``{"id", "time", "message"}``."""

@@ -1,5 +1,6 @@
 """``relmem import``: run folders of ``python -m models.train`` become runs of the explorer."""
 
+import hashlib
 import json
 
 import pytest
@@ -153,3 +154,21 @@ def test_other_checkpoint_imports_beside_the_first(folder, tmp_path):
     assert json.loads((other / "config.json").read_text()) != config
     assert main(["import", str(other), "--data-dir", str(data_dir)]) == 0
     assert len(stored_runs(data_dir)) == 2
+
+
+def test_deleted_import_can_be_imported_again(folder, tmp_path):
+    data_dir = tmp_path / "data"
+    assert main(["import", str(folder), "--data-dir", str(data_dir)]) == 0
+    [first] = stored_runs(data_dir)
+    digest = hashlib.sha256((folder / "checkpoint.npz").read_bytes()).hexdigest()
+    store = Store(data_dir / "relmem.sqlite3")
+    try:
+        assert store.runs_imported_from(digest) == [first["id"]]
+        assert store.delete_run(first["id"])
+        assert store.runs_imported_from(digest) == []
+    finally:
+        store.close()
+
+    assert main(["import", str(folder), "--data-dir", str(data_dir)]) == 0
+    [second] = stored_runs(data_dir)
+    assert second["id"] != first["id"]

@@ -4,7 +4,7 @@ import sqlite3
 
 from sweep_helpers import assert_cells_aggregate_seeds, create_sweep, wait_for_sweep
 
-from app.store import Store
+from app.store import SCHEMA_VERSION, Store
 
 
 def test_sweep_trains_every_cell_and_seed(module_runs, tiny_run_request):
@@ -140,7 +140,7 @@ def test_store_adds_sweep_column_to_old_database(tmp_path):
         assert run["sweep_id"] is None
         assert store.list_sweeps() == []
         version = store._conn.execute("PRAGMA user_version").fetchone()[0]
-        assert version == 2
+        assert version == SCHEMA_VERSION
     finally:
         store.close()
     # Opening the migrated file again changes nothing.
