@@ -52,9 +52,10 @@ from models.layers import (
     init_linear,
     layer_norm_backward_into,
     layer_norm_into,
+    repeated_rows_dot,
+    repeated_rows_grad,
     row_mean,
     scalar,
-    sum_middle,
     sum_rows,
 )
 
@@ -279,15 +280,9 @@ def _qkv_map_step(tape, t, weights):
     start, end = _mapped_rows(tape, t, weights)
     if (start, end) == (0, z.shape[0]):
         return np.dot(z, weights.qkv_weight)  # (R B, F) @ (F, Q)
-    batch = weights.row_shape[1]
     qkv_pre = np.empty((z.shape[0], weights.qkv_weight.shape[1]), dtype=z.dtype)
     if start:
-        # [N' B, F] -> [N', B, F], the first sequence's rows: each slot's row once.
-        shared = z[:start].reshape(tape.shared_slots, batch, -1)[:, 0]
-        # (N', Q) -> [N', 1, Q], repeated over the B rows of each slot: [N', B, Q]
-        qkv_pre[:start].reshape(tape.shared_slots, batch, -1)[...] = np.dot(
-            shared, weights.qkv_weight
-        )[:, None]
+        repeated_rows_dot(z[:start], weights.qkv_weight, tape.shared_slots, qkv_pre[:start])
     np.dot(z[start:end], weights.qkv_weight, out=qkv_pre[start:end])
     if end < z.shape[0]:
         qkv_pre[end:] = tape.given_qkv[t]
@@ -486,7 +481,7 @@ def _qkv_weight_grad(tape, grad_tape):
     The shared rows of step 0 enter once per slot, with their gradient summed over the batch.
     """
     z, d_pre = tape.z, grad_tape.d_qkv_pre  # (S, R B, F) and (S, R B, Q)
-    steps, rows, width = z.shape
+    rows = z.shape[1]
     end = rows if tape.given_qkv is None else rows - tape.given_qkv.shape[1]
     first = 1 if tape.shared_slots else 0  # the step the shared rows begin at
     if end == rows:
@@ -495,14 +490,9 @@ def _qkv_weight_grad(tape, grad_tape):
         # One product per step: (S', F, end) @ (S', end, Q), summed over the S' steps.
         weight = np.matmul(z[first:, :end].transpose(0, 2, 1), d_pre[first:, :end]).sum(axis=0)
     if first:
-        slots, batch = tape.shared_slots, tape.weights.shape[2]  # weights is (S, R, B, H, R)
-        start = slots * batch
+        start = tape.shared_slots * tape.weights.shape[2]  # N' B; weights is (S, R, B, H, R)
         weight += z[0, start:end].T @ d_pre[0, start:end]  # (F, rows) @ (rows, Q)
-        # [N' B, F] -> [N', B, F], the first sequence's rows: each slot's row once, (N', F)
-        shared = z[0, :start].reshape(slots, batch, width)[:, 0]
-        # [N' B, Q] -> [N', B, Q], summed over the batch: (N', Q)
-        d_shared = sum_middle(d_pre[0, :start].reshape(slots, batch, -1))
-        weight += shared.T @ d_shared
+        weight += repeated_rows_grad(z[0, :start], d_pre[0, :start], tape.shared_slots)
     return weight
 
 

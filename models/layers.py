@@ -117,6 +117,27 @@ def sum_middle(x):
     return np.matmul(ones, x)[:, 0]  # (S, 1, M) -> (S, M)
 
 
+def repeated_rows_dot(rows, weight, slots, out):
+    """Write rows @ weight into out (N B, M) for slot-major rows (N B, D) repeated over B.
+
+    Every slot's B rows are the same row, so each slot's product is taken once,
+    (N, D) @ (D, M), and copied to its B rows.
+    """
+    batch = rows.shape[0] // slots
+    once = np.dot(rows.reshape(slots, batch, -1)[:, 0], weight)  # [N B, D] -> [N, B, D] -> (N, D)
+    out.reshape(slots, batch, -1)[...] = once[:, None]  # (N, M) -> [N, 1, M], over [N, B, M]
+
+
+def repeated_rows_grad(rows, d_out, slots):
+    """Return rows^T d_out (D, M) for slot-major rows (N B, D) repeated over B.
+
+    Each slot's row is taken once, against its gradient d_out (N B, M) summed over B.
+    """
+    batch = rows.shape[0] // slots
+    once = rows.reshape(slots, batch, -1)[:, 0]  # [N B, D] -> [N, B, D] -> (N, D)
+    return once.T @ sum_middle(d_out.reshape(slots, batch, -1))  # [N B, M] -> [N, B, M]
+
+
 def layer_norm_into(x, gain, bias, out, x_hat, inv_std, centred=False):
     """Layer norm of x (..., D) written into preallocated arrays.
 

@@ -67,6 +67,8 @@ from models.layers import (
     LinearCache,
     init_linear,
     linear_forward,
+    repeated_rows_dot,
+    repeated_rows_grad,
     row_mean,
     scalar,
     sigmoid_of_halved,
@@ -174,11 +176,11 @@ def gates_step_forward(tape, t, candidate, half_gate_x, memory):
     gates = tape.gates[t]  # (N B, 2G)
     per_slot = gates.reshape(-1, *half_gate_x.shape)  # [N B, 2G] -> [N, B, 2G]
     if t == 0 and tape.shared_first:
-        # Each slot's memory once, [N B, F] -> [N, B, F] -> (N, F), then repeated over B.
+        # Each slot's tanh once, [N B, F] -> [N, B, F] -> (N, F), repeated over B.
         slots, mem_size = per_slot.shape[0], memory.shape[-1]
         shared = np.tanh(tape.memory_prev[0].reshape(slots, -1, mem_size)[:, 0])
         tape.tanh_memory[0].reshape(slots, -1, mem_size)[...] = shared[:, None]
-        per_slot[...] = np.dot(shared, tape.half_weight)[:, None]  # (N, 2G) -> [N, 1, 2G]
+        repeated_rows_dot(tape.tanh_memory[0], tape.half_weight, slots, gates)
     else:
         tanh_memory = np.tanh(tape.memory_prev[t], out=tape.tanh_memory[t])
         np.dot(tanh_memory, tape.half_weight, out=gates)  # (N B, F) @ (F, 2G)
@@ -237,10 +239,7 @@ def gate_param_grads(tape, d_gates, batch):
     # (F, S' N B) @ (S' N B, 2G)
     weight = _rows(tape.tanh_memory[first:]).T @ _rows(d_gates[first:])
     if first:
-        # Each slot's row once, [N B, F] -> [N, B, F] -> (N, F), and its gradient
-        # summed over the batch, [N B, 2G] -> [N, B, 2G] -> (N, 2G).
-        shared = tape.tanh_memory[0].reshape(slots, batch, -1)[:, 0]
-        weight += shared.T @ sum_middle(d_gates[0].reshape(slots, batch, width))
+        weight += repeated_rows_grad(tape.tanh_memory[0], d_gates[0], slots)
     grads = {"W": weight, "b": sum_rows(d_rows)}
     # The input part was repeated for every slot: [S, N B, 2G] -> [S, N, B 2G], summed over N.
     d_gate_x = sum_middle(d_gates.reshape(steps, slots, batch * width))  # (S, B 2G)
