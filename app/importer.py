@@ -143,7 +143,8 @@ def import_run(folder: Path, store: Store, runs_dir: Path, again: bool = False) 
     events = _read_metrics(folder / "metrics.jsonl", resolved.id)
     model = _load_checkpoint(folder / "checkpoint.npz", body)
     digest = _checkpoint_digest(folder / "checkpoint.npz")
-    # NOTE: two imports of the same checkpoint running at once can both pass this check.
+    # NOTE: runs imported before the imports table existed (schema version 3) have no
+    # record, and two imports of the same checkpoint running at once both pass.
     earlier = store.runs_imported_from(digest)
     if earlier and not again:
         raise RunImportError(

@@ -10,10 +10,10 @@ of every product computes the gradients of both factors, each as costly as
 the forward product, so a training step costs three times its forward
 matmuls. That counts the gradient with respect to the data ``x`` too, which
 a training step skips (``loss_and_grads``): 0.5% of the count on
-``tracking`` and 1.0% on ``nth-farthest``. It also counts, for the
-initial memory that step 0 maps once per slot, a gradient that the backward
-pass skips, because the initial memory is a constant: N rows of the qkv map
-and of the gates, under 0.1% of the count.
+``tracking`` and 1.0% on ``nth-farthest``. Where step 0 maps the initial
+memory once per slot, the count also includes that memory's gradient through
+N rows of the qkv map and of the gates. The backward pass skips it, because
+the initial memory is a constant, and it is under 0.1% of the count.
 """
 
 import time

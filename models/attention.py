@@ -175,9 +175,9 @@ class BlockTape(NamedTuple):
     given_qkv: np.ndarray | None = None
     # The number of leading slots whose rows at step 0 are the same constant for
     # every sequence, as the RMC's initial memory is. Step 0 maps each such
-    # slot's row once instead of once per sequence, its backward gives them a
-    # zero dz, and the weight gradient takes their share once per slot. The
-    # shared rows must lie before the rows of given_qkv.
+    # slot's row once instead of once per sequence. Its backward gives these
+    # rows a zero dz, and the weight gradient takes their share once per slot.
+    # The shared rows must lie before the rows of given_qkv.
     shared_slots: int = 0
 
 
@@ -266,7 +266,8 @@ def _heads_view(rows, weights):
 def _mapped_rows(tape, t, weights):
     """Return (start, end): the rows of step t whose qkv map the step takes itself.
 
-    The rows before ``start`` are shared rows of step 0, those from ``end`` on given rows.
+    The rows before ``start`` are shared rows of step 0, and the rows from ``end`` on
+    are the rows of ``tape.given_qkv``.
     """
     rows = tape.z.shape[1]
     start = tape.shared_slots * weights.row_shape[1] if t == 0 else 0

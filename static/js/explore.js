@@ -32,7 +32,7 @@ let fromUrl = false; // true until the first result of a view opened from its UR
 
 function readUrl() {
   const params = new URLSearchParams(window.location.search);
-  // Number() reads "1e3" as 1000, as the seed box does; anything but a whole number >= 0 is 0.
+  // Number() reads "1e3" as 1000, as the seed box does. Anything but a whole number >= 0 is 0.
   const integer = (name) => {
     const text = params.get(name);
     const value = Number(text ?? "");

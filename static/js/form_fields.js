@@ -122,8 +122,8 @@ export function readFieldValue(control) {
   if (control.tagName === "SELECT") return JSON.parse(control.value);
   const text = control.value.trim();
   if (control.dataset.list) {
-    // "128, 128", "128 128" and "[128, 128]" are lists; "", "[]" the empty list. An empty
-    // item, as in "1,,2", makes the text invalid, and it is sent as typed.
+    // "128, 128", "128 128" and "[128, 128]" are lists, and "" and "[]" the empty list.
+    // An empty item, as in "1,,2", makes the text invalid, so it is sent as typed.
     const inner = text.replace(/^\[(.*)\]$/s, "$1").trim();
     if (inner === "") return [];
     const items = inner.split(/\s*,\s*|\s+/);

@@ -58,7 +58,7 @@ def test_page_renders_its_elements(client, path, expected_ids, script):
 
 
 @pytest.mark.parametrize("path", ["/", "/explore", "/compare", "/sweeps", "/docs"])
-def test_page_answers_head(client, path):
+def test_page_responds_to_head(client, path):
     response = client.head(path)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")

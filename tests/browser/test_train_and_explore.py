@@ -159,7 +159,7 @@ def test_launch_train_and_explore(live_server, page, artifacts):
     expect(page.locator("#head-select")).to_have_value("1")
     assert attention_matrix(page) == before_reload
 
-    # A link with values the view cannot show says what it shows instead.
+    # For a link with values the view cannot show, a note names the values shown instead.
     page.goto(f"{live_server.url}/explore?run={run_id}&seed=-5&t=999&head=9")
     wait_for_timestep(page, 6)
     message = page.get_by_test_id("message-box")

@@ -159,7 +159,8 @@ def test_rmc_gradients_split_maps(case, per_step, split_input, share_memory, mon
     hyper = {**RMC_TINY, **RMC_CASES[case]}
     model = make_model("rmc", input_size=INPUT_SIZE, output_size=OUTPUT_SIZE, **hyper)
     width = hyper["num_heads"] * hyper["head_size"]
-    assert model._splits_input_qkv(BATCH) == (split_input and INPUT_SIZE < width)
+    splits = split_input and INPUT_SIZE < width
+    assert model._splits_input_qkv(BATCH) == splits
     assert model._shares_initial_memory(BATCH) == share_memory
     assert_gradients_match("rmc", "mse", per_step=per_step, **hyper)
 
