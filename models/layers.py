@@ -138,6 +138,24 @@ def repeated_rows_grad(rows, d_out, slots):
     return once.T @ sum_middle(d_out.reshape(slots, batch, -1))  # [N B, M] -> [N, B, M]
 
 
+_NORM_CONSTANTS = {}  # (D, dtype) -> the pair that _norm_constants returns
+
+
+def _norm_constants(width, dtype):
+    """Return the (D, 1) column of 1 / D that takes row means, and the epsilon, as arrays.
+
+    The layer norms run on the rows of every step, and a dictionary lookup
+    costs them less than ``row_mean`` and ``scalar`` with their own caches.
+    Both arrays are read-only.
+    """
+    try:
+        return _NORM_CONSTANTS[width, dtype]
+    except KeyError:
+        pair = (constant_array((width, 1), 1.0 / width, dtype), scalar(LAYER_NORM_EPS, dtype))
+        _NORM_CONSTANTS[width, dtype] = pair
+        return pair
+
+
 def layer_norm_into(x, gain, bias, out, x_hat, inv_std, centred=False):
     """Layer norm of x (..., D) written into preallocated arrays.
 
@@ -150,9 +168,10 @@ def layer_norm_into(x, gain, bias, out, x_hat, inv_std, centred=False):
     already has mean zero, as the output of a linear map whose weight and bias
     have zero row means does, and the mean is not subtracted again.
     """
-    centred_x = x if centred else np.subtract(x, row_mean(x), out=x_hat)
+    column, eps = _norm_constants(x.shape[-1], x.dtype)
+    centred_x = x if centred else np.subtract(x, np.dot(x, column), out=x_hat)
     np.multiply(centred_x, centred_x, out=out)  # squares, in out's storage until the end
-    np.add(row_mean(out), scalar(LAYER_NORM_EPS, out.dtype), out=inv_std)  # variance + eps
+    np.add(np.dot(out, column), eps, out=inv_std)  # variance + eps
     np.sqrt(inv_std, out=inv_std)
     np.reciprocal(inv_std, out=inv_std)
     np.multiply(centred_x, inv_std, out=x_hat)
@@ -172,10 +191,11 @@ def layer_norm_backward_into(d_out, x_hat, inv_std, gain, out, centre=True):
     with a weight W of zero row means applies for free.
     """
     # Through the normalisation: remove the components along x_hat and along the mean.
+    column, _ = _norm_constants(out.shape[-1], out.dtype)
     np.multiply(d_out, gain, out=out)  # d_x_hat
-    mean_d_x_hat = row_mean(out * x_hat)
+    mean_d_x_hat = np.dot(out * x_hat, column)
     if centre:
-        out -= row_mean(out)
+        out -= np.dot(out, column)
     out -= x_hat * mean_d_x_hat
     out *= inv_std
 
