@@ -40,6 +40,10 @@ Layout choices that make the small per-step arrays cheap in NumPy:
   instead of reductions over rows of length R.
 - The key scale ``K ** -0.5`` is folded into the gain and bias of the qkv
   layer norm's q columns, so the tape holds q already scaled.
+- The tapes make their views (the heads of qkv, the attention weights keys
+  first and queries first) and one-step work arrays once per sequence, and
+  the steps only index them. Built at every step, they took about 2% of a
+  ``tracking`` training step of bench/compare.py.
 """
 
 from typing import NamedTuple
@@ -168,6 +172,12 @@ class BlockTape(NamedTuple):
     out_hat: np.ndarray  # (S, R' B, F) MLP norm: normalised input
     out_inv_std: np.ndarray  # (S, R' B, 1)
     out: np.ndarray  # (S, R' B, F) block output
+    # Views and work arrays, made once per sequence so that the steps only index them:
+    heads: tuple  # q, k, v: views of qkv, each (S, B, H, R, K or V)
+    keys_first: np.ndarray  # (S, B, H, S_keys, R) view of weights
+    queries_first: np.ndarray  # (S, B, H, R, S_keys) view of weights
+    attended: np.ndarray  # (R B, F) work rows of one step: the attention's output
+    attended_heads: np.ndarray  # (B, H, R, V) view of attended
     # The qkv map's output z @ W_qkv (centred weight, no bias) of the last B' rows
     # of every step, (S, B', Q), when the caller computed it for all steps at once.
     # The steps then take the map of the other rows only, and the backward leaves
@@ -189,6 +199,13 @@ class BlockGradTape(NamedTuple):
     d_z1: np.ndarray  # (S, R' B, F) at the attention norm output
     d_qkv: np.ndarray  # (S, R B, Q) at the qkv norm output, q unscaled
     d_qkv_pre: np.ndarray  # (S, R B, Q) at the qkv map output, row means not removed
+    # Views and work arrays, made once per sequence so that the steps only index them:
+    d_heads: tuple  # dq, dk, dv: views of d_qkv, each (S, B, H, R, K or V)
+    d_attended: np.ndarray  # (R B, F) work rows of one step: the gradient at the attention output
+    d_attended_heads: np.ndarray  # (B, H, R, V) view of d_attended
+    d_logits: np.ndarray  # (S_keys, B, H, R) work array of one step
+    d_logits_keys_first: np.ndarray  # (B, H, S_keys, R) view of d_logits
+    d_logits_queries_first: np.ndarray  # (B, H, R, S_keys) view of d_logits
 
 
 def allocate_block_tape(z, weights, empty=np.empty, kept_slots=None):
@@ -208,12 +225,15 @@ def allocate_block_tape(z, weights, empty=np.empty, kept_slots=None):
     def rows_of(size, count=kept_rows):
         return empty((steps, count, size), z.dtype)
 
+    qkv = rows_of(qkv_width, rows)
+    attention = empty((steps, slots, batch, weights.num_heads, slots), z.dtype)
+    attended = empty((rows, width), z.dtype)
     return BlockTape(
         z=z,
         qkv_hat=rows_of(qkv_width, rows),
         qkv_inv_std=rows_of(1, rows),
-        qkv=rows_of(qkv_width, rows),
-        weights=empty((steps, slots, batch, weights.num_heads, slots), z.dtype),
+        qkv=qkv,
+        weights=attention,
         z1_hat=rows_of(width),
         z1_inv_std=rows_of(1),
         z1=rows_of(width),
@@ -221,6 +241,12 @@ def allocate_block_tape(z, weights, empty=np.empty, kept_slots=None):
         out_hat=rows_of(width),
         out_inv_std=rows_of(1),
         out=rows_of(width),
+        heads=_split_heads(qkv, weights.row_shape, weights.num_heads, weights.key_size),
+        # [S, S_keys, B, H, R] -> [S, B, H, S_keys, R] and -> [S, B, H, R, S_keys]
+        keys_first=attention.transpose(0, 2, 3, 1, 4),
+        queries_first=attention.transpose(0, 2, 3, 4, 1),
+        attended=attended,
+        attended_heads=_heads_view(attended, weights.row_shape, weights.num_heads),
     )
 
 
@@ -230,12 +256,24 @@ def allocate_grad_tape(tape, empty=np.empty):
     def like(array):
         return empty(array.shape, array.dtype)
 
+    d_qkv = like(tape.qkv)
+    d_attended = like(tape.attended)
+    d_attended[tape.z1.shape[1] :] = 0.0  # rows past the kept ones never get a gradient
+    d_logits = like(tape.weights[0])
+    row_shape, num_heads = tape.weights.shape[1:3], tape.weights.shape[3]  # (S, R, B, H, R)
+    key_size = tape.heads[0].shape[-1]
     return BlockGradTape(
         d_out=like(tape.out),
         d_mlp=tuple(like(tape.out) for _ in range(len(tape.hidden) + 1)),
         d_z1=like(tape.z1),
-        d_qkv=like(tape.qkv),
+        d_qkv=d_qkv,
         d_qkv_pre=like(tape.qkv),
+        d_heads=_split_heads(d_qkv, row_shape, num_heads, key_size),
+        d_attended=d_attended,
+        d_attended_heads=_heads_view(d_attended, row_shape, num_heads),
+        d_logits=d_logits,
+        d_logits_keys_first=d_logits.transpose(1, 2, 0, 3),
+        d_logits_queries_first=d_logits.transpose(1, 2, 3, 0),
     )
 
 
@@ -244,20 +282,18 @@ def _rows(array):
     return array.reshape(-1, array.shape[-1])
 
 
-def _split_heads(qkv, weights):
-    """Return q, k, v views of a step's qkv rows (R B, Q), each (B, H, R, K or V)."""
-    slots, batch = weights.row_shape
-    key_size = weights.key_size
-    # [R B, H(2K+V)] -> [R, B, H, 2K+V] -> [B, H, R, 2K+V]
-    heads = qkv.reshape(slots, batch, weights.num_heads, -1).transpose(1, 2, 0, 3)
+def _split_heads(qkv, row_shape, num_heads, key_size):
+    """Return q, k, v views of qkv rows (S, R B, Q) of rows (R, B), each (S, B, H, R, K or V)."""
+    steps = qkv.shape[0]
+    # [S, R B, H(2K+V)] -> [S, R, B, H, 2K+V] -> [S, B, H, R, 2K+V]
+    heads = qkv.reshape(steps, *row_shape, num_heads, -1).transpose(0, 2, 3, 1, 4)
     return heads[..., :key_size], heads[..., key_size : 2 * key_size], heads[..., 2 * key_size :]
 
 
-def _heads_view(rows, weights):
-    """Return the (B, H, R, V) view of a step's rows (R B, F), F = H * V."""
-    slots, batch = weights.row_shape
+def _heads_view(rows, row_shape, num_heads):
+    """Return the (B, H, R, V) view of one step's rows (R B, F) of rows (R, B), F = H * V."""
     # [R B, F] -> [R, B, H, V] -> [B, H, R, V]
-    return rows.reshape(slots, batch, weights.num_heads, -1).transpose(1, 2, 0, 3)
+    return rows.reshape(*row_shape, num_heads, -1).transpose(1, 2, 0, 3)
 
 
 # --- one step -----------------------------------------------------------------
@@ -290,8 +326,8 @@ def _qkv_map_step(tape, t, weights):
     return qkv_pre
 
 
-def _attention_step_forward(tape, t, weights, attended):
-    """Attend over the rows of step t; write the attended rows to ``attended`` (R B, F)."""
+def _attention_step_forward(tape, t, weights):
+    """Attend over the rows of step t; write the attended rows to ``tape.attended`` (R B, F)."""
     tiled = weights.tiled
 
     # qkv map and layer norm over the whole qkv row; the centred weights give zero-mean rows.
@@ -306,17 +342,17 @@ def _attention_step_forward(tape, t, weights, attended):
         inv_std=tape.qkv_inv_std[t],
         centred=True,
     )
-    q, k, v = _split_heads(tape.qkv[t], weights)
+    q, k, v = (part[t] for part in tape.heads)  # (B, H, R, K or V)
 
     # Softmax over the keys, keys first: logits[s, b, h, r] = k_s . q_r (q already scaled).
     logits = tape.weights[t]  # (S, B, H, R)
-    np.matmul(k, q.transpose(0, 1, 3, 2), out=logits.transpose(1, 2, 0, 3))  # (B,H,S,K)@(B,H,K,R)
+    np.matmul(k, q.swapaxes(-1, -2), out=tape.keys_first[t])  # (B, H, S, K) @ (B, H, K, R)
     logits -= np.maximum.reduce(logits, axis=0)  # shift by the largest logit for stability
     np.exp(logits, out=logits)
     logits /= np.add.reduce(logits, axis=0)
 
     # (B, H, R, S) @ (B, H, S, V), written through the [B, H, R, V] view of [R B, F]
-    np.matmul(logits.transpose(1, 2, 3, 0), v, out=_heads_view(attended, weights))
+    np.matmul(tape.queries_first[t], v, out=tape.attended_heads)
 
 
 def block_step_forward(tape, t, weights):
@@ -327,11 +363,10 @@ def block_step_forward(tape, t, weights):
     z, z1 = tape.z[t], tape.z1[t]
     kept = z1.shape[0]  # R' B
     tiled = weights.tiled
-    attended = np.empty_like(z)
-    _attention_step_forward(tape, t, weights, attended)
+    _attention_step_forward(tape, t, weights)
 
     # Residual and layer norm around the attention, on the kept rows.
-    attended = attended[:kept]
+    attended = tape.attended[:kept]
     attended += z[:kept]
     layer_norm_into(
         attended,
@@ -366,26 +401,30 @@ def block_step_forward(tape, t, weights):
     )
 
 
-def _attention_step_backward(tape, grad_tape, t, weights, d_attended):
-    """Backward of the attention of step t from d_attended (R B, F); fills d_qkv[t]."""
-    q, k, v = _split_heads(tape.qkv[t], weights)
-    dq, dk, dv = _split_heads(grad_tape.d_qkv[t], weights)
+def _attention_step_backward(tape, grad_tape, t, weights):
+    """Backward of the attention of step t from ``grad_tape.d_attended`` (R B, F).
+
+    Fills ``d_qkv[t]``.
+    """
+    q, k, v = (part[t] for part in tape.heads)  # (B, H, R, K or V)
+    dq, dk, dv = (part[t] for part in grad_tape.d_heads)
     probs = tape.weights[t]  # (S, B, H, R)
 
-    d_attended = _heads_view(d_attended, weights)  # (B, H, R, V)
-    d_logits = np.empty_like(probs)  # (S, B, H, R): first d_weights, then the logits' gradient
+    d_attended = grad_tape.d_attended_heads  # (B, H, R, V)
+    d_logits = grad_tape.d_logits  # (S, B, H, R): first d_weights, then the logits' gradient
+    keys_first, queries_first = grad_tape.d_logits_keys_first, grad_tape.d_logits_queries_first
     # d_weights[s, b, h, r] = v_s . d_attended_r: (B, H, S, V) @ (B, H, V, R)
-    np.matmul(v, d_attended.transpose(0, 1, 3, 2), out=d_logits.transpose(1, 2, 0, 3))
-    np.matmul(probs.transpose(1, 2, 0, 3), d_attended, out=dv)  # (B, H, S, R) @ (B, H, R, V)
+    np.matmul(v, d_attended.swapaxes(-1, -2), out=keys_first)
+    np.matmul(tape.keys_first[t], d_attended, out=dv)  # (B, H, S, R) @ (B, H, R, V)
 
     # Softmax backward over the keys (axis 0).
     d_logits -= np.add.reduce(d_logits * probs, axis=0)
     d_logits *= probs
 
     # logits = k . q_scaled, with q_scaled = q * K ** -0.5
-    np.matmul(d_logits.transpose(1, 2, 0, 3), q, out=dk)  # (B, H, S, R) @ (B, H, R, K)
+    np.matmul(keys_first, q, out=dk)  # (B, H, S, R) @ (B, H, R, K)
     d_logits *= scalar(weights.key_size**-0.5, d_logits.dtype)
-    np.matmul(d_logits.transpose(1, 2, 3, 0), k, out=dq)  # (B, H, R, S) @ (B, H, S, K)
+    np.matmul(queries_first, k, out=dq)  # (B, H, R, S) @ (B, H, S, K)
 
 
 def _qkv_step_backward(tape, grad_tape, t, weights, dz):
@@ -446,8 +485,7 @@ def block_step_backward(tape, grad_tape, t, weights, dz):
     d_z1 += d_sum  # residual
 
     # z1 = layer_norm(z + attended); rows past the kept ones have no gradient.
-    d_attended = np.empty_like(tape.z[t])  # (R B, F)
-    d_attended[kept:] = 0.0
+    d_attended = grad_tape.d_attended  # (R B, F), zero past the kept rows
     layer_norm_backward_into(
         d_z1,
         tape.z1_hat[t],
@@ -455,7 +493,7 @@ def block_step_backward(tape, grad_tape, t, weights, dz):
         tiled["attention_norm.gain"][:kept],
         d_attended[:kept],
     )
-    _attention_step_backward(tape, grad_tape, t, weights, d_attended)
+    _attention_step_backward(tape, grad_tape, t, weights)
     shared = _qkv_step_backward(tape, grad_tape, t, weights, dz)
     if shared:
         dz[shared:] += d_attended[shared:]  # residual; the shared rows keep their zero dz
@@ -565,9 +603,8 @@ def multihead_attention_forward(z, block, num_heads, key_size):
     after it or the MLP.
     """
     tape, weights = _one_step_tape(z, block, [], num_heads, key_size)
-    attended = np.empty_like(tape.z[0])
-    _attention_step_forward(tape, 0, weights, attended)
-    return _from_rows(attended, z.shape[0]), MultiHeadCache(tape, weights)
+    _attention_step_forward(tape, 0, weights)
+    return _from_rows(tape.attended.copy(), z.shape[0]), MultiHeadCache(tape, weights)
 
 
 def multihead_attention_backward(d_attended, cache, key_size):
@@ -580,7 +617,8 @@ def multihead_attention_backward(d_attended, cache, key_size):
             f"key_size must match the forward call's {cache.weights.key_size}, got {key_size}"
         )
     grad_tape = allocate_grad_tape(cache.tape)
-    _attention_step_backward(cache.tape, grad_tape, 0, cache.weights, _to_rows(d_attended))
+    grad_tape.d_attended[...] = _to_rows(d_attended)
+    _attention_step_backward(cache.tape, grad_tape, 0, cache.weights)
     dz = np.empty_like(cache.tape.z[0])
     _qkv_step_backward(cache.tape, grad_tape, 0, cache.weights, dz)
     return _from_rows(dz, d_attended.shape[0]), _qkv_param_grads(cache.tape, grad_tape)
