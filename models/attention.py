@@ -172,12 +172,15 @@ class BlockTape(NamedTuple):
     out_hat: np.ndarray  # (S, R' B, F) MLP norm: normalised input
     out_inv_std: np.ndarray  # (S, R' B, 1)
     out: np.ndarray  # (S, R' B, F) block output
-    # Views and work arrays, made once per sequence so that the steps only index them:
+    # Views, work arrays and constants, made once per sequence so that the steps
+    # only index them:
     heads: tuple  # q, k, v: views of qkv, each (S, B, H, R, K or V)
     keys_first: np.ndarray  # (S, B, H, S_keys, R) view of weights
     queries_first: np.ndarray  # (S, B, H, R, S_keys) view of weights
     attended: np.ndarray  # (R B, F) work rows of one step: the attention's output
     attended_heads: np.ndarray  # (B, H, R, V) view of attended
+    key_ones: np.ndarray  # (R,) ones: sums over the keys are products with it
+    zeros: np.ndarray  # (R' B, F) read-only zeros, the other operand of the ReLU
     # The qkv map's output z @ W_qkv (centred weight, no bias) of the last B' rows
     # of every step, (S, B', Q), when the caller computed it for all steps at once.
     # The steps then take the map of the other rows only, and the backward leaves
@@ -247,6 +250,8 @@ def allocate_block_tape(z, weights, empty=np.empty, kept_slots=None):
         queries_first=attention.transpose(0, 2, 3, 4, 1),
         attended=attended,
         attended_heads=_heads_view(attended, weights.row_shape, weights.num_heads),
+        key_ones=constant_array((slots,), 1.0, z.dtype),
+        zeros=constant_array((kept_rows, width), 0.0, z.dtype),
     )
 
 
@@ -299,6 +304,16 @@ def _heads_view(rows, row_shape, num_heads):
 # --- one step -----------------------------------------------------------------
 
 
+def _sum_keys(array, ones):
+    """Return the sum of array (S, B, H, R) over the keys, axis 0, of shape (B, H, R).
+
+    A matrix-vector product with the ones (S,), which costs about half of
+    ``np.add.reduce`` over axis 0 on the arrays of ``tracking``.
+    """
+    # [S, B, H, R] -> (S, B H R), then (B H R,) -> [B, H, R]
+    return np.dot(ones, array.reshape(array.shape[0], -1)).reshape(array.shape[1:])
+
+
 def _mapped_rows(tape, t, weights):
     """Return (start, end): the rows of step t whose qkv map the step takes itself.
 
@@ -342,14 +357,15 @@ def _attention_step_forward(tape, t, weights):
         inv_std=tape.qkv_inv_std[t],
         centred=True,
     )
-    q, k, v = (part[t] for part in tape.heads)  # (B, H, R, K or V)
+    q, k, v = tape.heads
+    q, k, v = q[t], k[t], v[t]  # (B, H, R, K or V)
 
     # Softmax over the keys, keys first: logits[s, b, h, r] = k_s . q_r (q already scaled).
     logits = tape.weights[t]  # (S, B, H, R)
     np.matmul(k, q.swapaxes(-1, -2), out=tape.keys_first[t])  # (B, H, S, K) @ (B, H, K, R)
     logits -= np.maximum.reduce(logits, axis=0)  # shift by the largest logit for stability
     np.exp(logits, out=logits)
-    logits /= np.add.reduce(logits, axis=0)
+    logits /= _sum_keys(logits, tape.key_ones)
 
     # (B, H, R, S) @ (B, H, S, V), written through the [B, H, R, V] view of [R B, F]
     np.matmul(tape.queries_first[t], v, out=tape.attended_heads)
@@ -384,7 +400,7 @@ def block_step_forward(tape, t, weights):
         out = saved[t]
         np.dot(hidden, weight, out=out)  # (R' B, F) @ (F, F)
         out += bias[:kept]
-        np.maximum(out, constant_array(out.shape, 0.0, out.dtype), out=out)  # ReLU
+        np.maximum(out, tape.zeros, out=out)  # ReLU
         hidden = out
     mlp_out = np.dot(hidden, weights.mlp_layers[-1][0])  # (R' B, F) @ (F, F)
     mlp_out += weights.mlp_biases[-1][:kept]
@@ -406,8 +422,10 @@ def _attention_step_backward(tape, grad_tape, t, weights):
 
     Fills ``d_qkv[t]``.
     """
-    q, k, v = (part[t] for part in tape.heads)  # (B, H, R, K or V)
-    dq, dk, dv = (part[t] for part in grad_tape.d_heads)
+    q, k, v = tape.heads
+    q, k, v = q[t], k[t], v[t]  # (B, H, R, K or V)
+    dq, dk, dv = grad_tape.d_heads
+    dq, dk, dv = dq[t], dk[t], dv[t]
     probs = tape.weights[t]  # (S, B, H, R)
 
     d_attended = grad_tape.d_attended_heads  # (B, H, R, V)
@@ -418,7 +436,7 @@ def _attention_step_backward(tape, grad_tape, t, weights):
     np.matmul(tape.keys_first[t], d_attended, out=dv)  # (B, H, S, R) @ (B, H, R, V)
 
     # Softmax backward over the keys (axis 0).
-    d_logits -= np.add.reduce(d_logits * probs, axis=0)
+    d_logits -= _sum_keys(d_logits * probs, tape.key_ones)
     d_logits *= probs
 
     # logits = k . q_scaled, with q_scaled = q * K ** -0.5
