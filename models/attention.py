@@ -192,6 +192,11 @@ class BlockTape(NamedTuple):
     # rows a zero dz, and the weight gradient takes their share once per slot.
     # The shared rows must lie before the rows of given_qkv.
     shared_slots: int = 0
+    # The number of leading slots whose rows at step 0 are constants whose gradient
+    # the caller drops, as the RMC's initial memory is. The backward of step 0
+    # gives these rows a zero dz without computing it. Shared rows are constants
+    # too, so the larger of the two counts applies.
+    constant_slots: int = 0
 
 
 class BlockGradTape(NamedTuple):
@@ -451,8 +456,9 @@ def _qkv_step_backward(tape, grad_tape, t, weights, dz):
     ``d_qkv_pre[t]`` receives the norm's input gradient before the removal of
     its row means (``centre=False``): the product with the centred weight
     removes them on the way to dz, and ``_qkv_param_grads`` once per sequence.
-    The rows of ``tape.given_qkv``, and the shared rows of step 0, get a zero dz.
-    Returns the number of leading rows of dz that are shared rows of step 0, or 0.
+    The rows of ``tape.given_qkv``, and the shared and constant rows of step 0,
+    get a zero dz. Returns the number of leading rows of dz that are shared or
+    constant rows of step 0, or 0.
     """
     layer_norm_backward_into(
         grad_tape.d_qkv[t],
@@ -463,11 +469,13 @@ def _qkv_step_backward(tape, grad_tape, t, weights, dz):
         centre=False,
     )
     start, end = _mapped_rows(tape, t, weights)
+    if t == 0:
+        start = max(start, tape.constant_slots * weights.row_shape[1])
     if (start, end) == (0, dz.shape[0]):
         np.dot(grad_tape.d_qkv_pre[t], weights.qkv_weight_t, out=dz)  # (R B, Q) @ (Q, F)
         return 0
     dz[:start] = 0.0
-    # (R B, Q) @ (Q, F), over the rows that the step mapped itself
+    # (R B, Q) @ (Q, F), over the rows that the step mapped itself and that are not constant
     np.dot(grad_tape.d_qkv_pre[t][start:end], weights.qkv_weight_t, out=dz[start:end])
     dz[end:] = 0.0
     return start
@@ -512,9 +520,9 @@ def block_step_backward(tape, grad_tape, t, weights, dz):
         d_attended[:kept],
     )
     _attention_step_backward(tape, grad_tape, t, weights)
-    shared = _qkv_step_backward(tape, grad_tape, t, weights, dz)
-    if shared:
-        dz[shared:] += d_attended[shared:]  # residual; the shared rows keep their zero dz
+    zero_rows = _qkv_step_backward(tape, grad_tape, t, weights, dz)
+    if zero_rows:
+        dz[zero_rows:] += d_attended[zero_rows:]  # residual; those rows keep their zero dz
     else:
         dz += d_attended  # residual
 

@@ -191,11 +191,12 @@ def gates_step_forward(tape, t, candidate, half_gate_x, memory):
     memory += gates[..., width:] * tape.memory_prev[t]
 
 
-def gates_step_backward(tape, t, d_memory, d_gates, d_candidate):
+def gates_step_backward(tape, t, d_memory, d_gates, d_candidate, memory_grad=True):
     """Backward of step t from d_memory (N B, F); return d_memory_prev (N B, F).
 
     Writes the gradient at the gate pre-activations to ``d_gates[t]`` (N B, 2G)
-    and the candidate's gradient to ``d_candidate`` (N B, F). Returns None for
+    and the candidate's gradient to ``d_candidate`` (N B, F). Returns None,
+    without computing d_memory_prev, when ``memory_grad`` is False, or for
     step 0 of a tape with ``shared_first``, whose memory is a constant.
     """
     width = tape.gates.shape[-1] // 2  # G
@@ -218,7 +219,7 @@ def gates_step_backward(tape, t, d_memory, d_gates, d_candidate):
     np.subtract(one, d_candidate, out=d_candidate)
     d_candidate *= input_gate
     d_candidate *= d_memory
-    if t == 0 and tape.shared_first:
+    if not memory_grad or (t == 0 and tape.shared_first):
         return None
 
     # M_prev enters through the forget gate and through tanh(M_prev) @ W_gm.
@@ -390,7 +391,9 @@ class RelationalMemory(RecurrentModel):
             kept = slots if block == len(block_weights) - 1 else slots + 1
             tapes.append(allocate_block_tape(block_input, weights, lease.empty, kept))
             block_input = tapes[-1].out
-        # The first block's memory rows at step 0 are the initial memory, the same for all B.
+        # The first block's memory rows at step 0 are the initial memory, a constant whose
+        # gradient is dropped, and the same for every sequence.
+        tapes[0] = tapes[0]._replace(constant_slots=slots)
         shared = self._shares_initial_memory(batch)
         if shared:
             tapes[0] = tapes[0]._replace(shared_slots=slots)
@@ -467,7 +470,9 @@ class RelationalMemory(RecurrentModel):
         if d_gates is None:
             d_candidate[...] = d_memory
         else:
-            d_memory = gates_step_backward(cache.gates, t, d_memory, d_gates, d_candidate)
+            d_memory = gates_step_backward(
+                cache.gates, t, d_memory, d_gates, d_candidate, memory_grad=t > 0
+            )
 
         for block in reversed(range(len(cache.blocks))):
             dz = grad_tapes[block - 1].d_out[t] if block > 0 else d_rows[t]

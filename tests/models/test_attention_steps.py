@@ -1,8 +1,10 @@
-"""The step functions of the attention block with shared rows at step 0.
+"""The step functions of the attention block with shared or constant rows at step 0.
 
 A tape whose first slots are the same rows for every sequence at step 0 maps
 them once per slot. It must give the same outputs and parameter gradients as
 a tape that maps them once per sequence, and a zero input gradient for them.
+A tape whose first slots at step 0 are constants gives them a zero input
+gradient and changes nothing else.
 """
 
 import numpy as np
@@ -31,7 +33,7 @@ def block_inputs(rng):
     return z
 
 
-def run_block(z, shared_slots, d_out):
+def run_block(z, shared_slots, d_out, constant_slots=0):
     """Run the block over all steps forward and backward; return outputs, dz and grads."""
     rng = np.random.default_rng(1)
     block = init_attention_block(rng, WIDTH, HEADS, KEY_SIZE, np.float64)
@@ -39,7 +41,9 @@ def run_block(z, shared_slots, d_out):
         block[name] = block[name] + 0.1 * rng.standard_normal(block[name].shape)
     mlp_layers = [init_linear(rng, WIDTH, WIDTH, np.float64) for _ in range(2)]
     weights = prepare_block(block, mlp_layers, HEADS, KEY_SIZE, (SLOTS + 1, BATCH))
-    tape = allocate_block_tape(z, weights)._replace(shared_slots=shared_slots)
+    tape = allocate_block_tape(z, weights)._replace(
+        shared_slots=shared_slots, constant_slots=constant_slots
+    )
     for t in range(STEPS):
         block_step_forward(tape, t, weights)
 
@@ -72,3 +76,19 @@ def test_shared_rows_match_unshared_tape():
     np.testing.assert_allclose(shared_dz[0, shared_rows:], dz[0, shared_rows:], rtol=1e-10)
     np.testing.assert_allclose(shared_dz[1:], dz[1:], rtol=1e-10)
     assert np.abs(dz[0, :shared_rows]).max() > 1e-3  # the unshared tape does pass a gradient
+
+
+def test_constant_rows_get_zero_gradient():
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal((STEPS, (SLOTS + 1) * BATCH, WIDTH))
+    d_out = rng.standard_normal(z.shape)
+    out, dz, grads, _ = run_block(z, 0, d_out)
+    constant_out, constant_dz, constant_grads, _ = run_block(z, 0, d_out, constant_slots=SHARED)
+
+    np.testing.assert_array_equal(constant_out, out)
+    for name, value in grads.items():
+        np.testing.assert_array_equal(constant_grads[name], value, err_msg=name)
+    constant_rows = SHARED * BATCH
+    np.testing.assert_array_equal(constant_dz[0, :constant_rows], 0.0)
+    np.testing.assert_allclose(constant_dz[0, constant_rows:], dz[0, constant_rows:], rtol=1e-12)
+    np.testing.assert_array_equal(constant_dz[1:], dz[1:])
