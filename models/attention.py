@@ -52,6 +52,7 @@ import numpy as np
 
 from models.layers import (
     constant_array,
+    dot,
     init_layer_norm,
     init_linear,
     layer_norm_backward_into,
@@ -316,7 +317,7 @@ def _sum_keys(array, ones):
     ``np.add.reduce`` over axis 0 on the arrays of ``tracking``.
     """
     # [S, B, H, R] -> (S, B H R), then (B H R,) -> [B, H, R]
-    return np.dot(ones, array.reshape(array.shape[0], -1)).reshape(array.shape[1:])
+    return dot(ones, array.reshape(array.shape[0], -1)).reshape(array.shape[1:])
 
 
 def _mapped_rows(tape, t, weights):
@@ -336,11 +337,11 @@ def _qkv_map_step(tape, t, weights):
     z = tape.z[t]
     start, end = _mapped_rows(tape, t, weights)
     if (start, end) == (0, z.shape[0]):
-        return np.dot(z, weights.qkv_weight)  # (R B, F) @ (F, Q)
+        return dot(z, weights.qkv_weight)  # (R B, F) @ (F, Q)
     qkv_pre = np.empty((z.shape[0], weights.qkv_weight.shape[1]), dtype=z.dtype)
     if start:
         repeated_rows_dot(z[:start], weights.qkv_weight, tape.shared_slots, qkv_pre[:start])
-    np.dot(z[start:end], weights.qkv_weight, out=qkv_pre[start:end])
+    dot(z[start:end], weights.qkv_weight, out=qkv_pre[start:end])
     if end < z.shape[0]:
         qkv_pre[end:] = tape.given_qkv[t]
     return qkv_pre
@@ -403,11 +404,11 @@ def block_step_forward(tape, t, weights):
     hidden_layers = zip(weights.mlp_layers[:-1], weights.mlp_biases[:-1], tape.hidden, strict=True)
     for (weight, _), bias, saved in hidden_layers:
         out = saved[t]
-        np.dot(hidden, weight, out=out)  # (R' B, F) @ (F, F)
+        dot(hidden, weight, out=out)  # (R' B, F) @ (F, F)
         out += bias[:kept]
         np.maximum(out, tape.zeros, out=out)  # ReLU
         hidden = out
-    mlp_out = np.dot(hidden, weights.mlp_layers[-1][0])  # (R' B, F) @ (F, F)
+    mlp_out = dot(hidden, weights.mlp_layers[-1][0])  # (R' B, F) @ (F, F)
     mlp_out += weights.mlp_biases[-1][:kept]
 
     # Residual and layer norm around the MLP.
@@ -472,11 +473,11 @@ def _qkv_step_backward(tape, grad_tape, t, weights, dz):
     if t == 0:
         start = max(start, tape.constant_slots * weights.row_shape[1])
     if (start, end) == (0, dz.shape[0]):
-        np.dot(grad_tape.d_qkv_pre[t], weights.qkv_weight_t, out=dz)  # (R B, Q) @ (Q, F)
+        dot(grad_tape.d_qkv_pre[t], weights.qkv_weight_t, out=dz)  # (R B, Q) @ (Q, F)
         return 0
     dz[:start] = 0.0
     # (R B, Q) @ (Q, F), over the rows that the step mapped itself and that are not constant
-    np.dot(grad_tape.d_qkv_pre[t][start:end], weights.qkv_weight_t, out=dz[start:end])
+    dot(grad_tape.d_qkv_pre[t][start:end], weights.qkv_weight_t, out=dz[start:end])
     dz[end:] = 0.0
     return start
 
@@ -503,11 +504,11 @@ def block_step_backward(tape, grad_tape, t, weights, dz):
     d = d_sum
     for j in reversed(range(1, len(weights.mlp_layers))):
         d_hidden = grad_tape.d_mlp[j - 1][t]
-        np.dot(d, weights.mlp_weights_t[j], out=d_hidden)  # (R' B, F) @ (F, F)
+        dot(d, weights.mlp_weights_t[j], out=d_hidden)  # (R' B, F) @ (F, F)
         d_hidden *= tape.hidden[j - 1][t] > 0
         d = d_hidden
     d_z1 = grad_tape.d_z1[t]
-    np.dot(d, weights.mlp_weights_t[0], out=d_z1)
+    dot(d, weights.mlp_weights_t[0], out=d_z1)
     d_z1 += d_sum  # residual
 
     # z1 = layer_norm(z + attended); rows past the kept ones have no gradient.

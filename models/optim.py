@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 
+from models.layers import dot
+
 LR_SCHEDULES = ("constant", "cosine")
 NORM_CHUNK = 2**16  # entries per dot product of the gradient norm
 
@@ -181,7 +183,7 @@ class _FlatGroup:
         is made.
         """
         return sum(
-            float(np.dot(self.grad[start:end], self.grad[start:end]))
+            float(dot(self.grad[start:end], self.grad[start:end]))
             for start, end in self.norm_chunks
         )
 

@@ -65,6 +65,7 @@ from models.attention import (
 )
 from models.layers import (
     LinearCache,
+    dot,
     init_linear,
     linear_forward,
     repeated_rows_dot,
@@ -183,7 +184,7 @@ def gates_step_forward(tape, t, candidate, half_gate_x, memory):
         repeated_rows_dot(tape.tanh_memory[0], tape.half_weight, slots, gates)
     else:
         tanh_memory = np.tanh(tape.memory_prev[t], out=tape.tanh_memory[t])
-        np.dot(tanh_memory, tape.half_weight, out=gates)  # (N B, F) @ (F, 2G)
+        dot(tanh_memory, tape.half_weight, out=gates)  # (N B, F) @ (F, 2G)
     per_slot += half_gate_x  # the input part, broadcast over slots
     sigmoid_of_halved(gates)
     tanh_candidate = np.tanh(candidate, out=tape.tanh_candidate[t])
@@ -223,7 +224,7 @@ def gates_step_backward(tape, t, d_memory, d_gates, d_candidate, memory_grad=Tru
         return None
 
     # M_prev enters through the forget gate and through tanh(M_prev) @ W_gm.
-    d_tanh_memory = np.dot(d_pre, tape.weight_t)  # (N B, 2G) @ (2G, F)
+    d_tanh_memory = dot(d_pre, tape.weight_t)  # (N B, 2G) @ (2G, F)
     tanh_memory = tape.tanh_memory[t]
     d_tanh_memory *= one - tanh_memory * tanh_memory
     d_memory_prev = d_memory * forget_gate
