@@ -21,7 +21,7 @@ LAYER_NORM_EPS = 1e-5  # the default of Sonnet 1 LayerNorm
 # (128, 32) @ (32, 1) on the benchmark machine. A training step of the
 # ``tracking`` RMC in bench/compare.py calls it about 240 times.
 # ``_implementation`` is NumPy's documented attribute for the function behind
-# the dispatch; np.dot itself stands in where a NumPy version lacks it.
+# the dispatch, and np.dot itself is the fallback where a NumPy version lacks it.
 dot = getattr(np.dot, "_implementation", np.dot)
 
 
