@@ -178,6 +178,7 @@ class BlockTape(NamedTuple):
     heads: tuple  # q, k, v: views of qkv, each (S, B, H, R, K or V)
     keys_first: np.ndarray  # (S, B, H, S_keys, R) view of weights
     queries_first: np.ndarray  # (S, B, H, R, S_keys) view of weights
+    flat_weights: np.ndarray  # (S, S_keys, B H R) view of weights, for the softmax
     attended: np.ndarray  # (R B, F) work rows of one step: the attention's output
     attended_heads: np.ndarray  # (B, H, R, V) view of attended
     key_ones: np.ndarray  # (R,) ones: sums over the keys are products with it
@@ -215,6 +216,7 @@ class BlockGradTape(NamedTuple):
     d_logits: np.ndarray  # (S_keys, B, H, R) work array of one step
     d_logits_keys_first: np.ndarray  # (B, H, S_keys, R) view of d_logits
     d_logits_queries_first: np.ndarray  # (B, H, R, S_keys) view of d_logits
+    flat_d_logits: np.ndarray  # (S_keys, B H R) view of d_logits
 
 
 def allocate_block_tape(z, weights, empty=np.empty, kept_slots=None):
@@ -254,6 +256,7 @@ def allocate_block_tape(z, weights, empty=np.empty, kept_slots=None):
         # [S, S_keys, B, H, R] -> [S, B, H, S_keys, R] and -> [S, B, H, R, S_keys]
         keys_first=attention.transpose(0, 2, 3, 1, 4),
         queries_first=attention.transpose(0, 2, 3, 4, 1),
+        flat_weights=attention.reshape(steps, slots, -1),  # [S, S_keys, B, H, R] -> [.., B H R]
         attended=attended,
         attended_heads=_heads_view(attended, weights.row_shape, weights.num_heads),
         key_ones=constant_array((slots,), 1.0, z.dtype),
@@ -285,6 +288,7 @@ def allocate_grad_tape(tape, empty=np.empty):
         d_logits=d_logits,
         d_logits_keys_first=d_logits.transpose(1, 2, 0, 3),
         d_logits_queries_first=d_logits.transpose(1, 2, 3, 0),
+        flat_d_logits=d_logits.reshape(d_logits.shape[0], -1),  # [S_keys, B, H, R] -> [.., B H R]
     )
 
 
@@ -311,13 +315,12 @@ def _heads_view(rows, row_shape, num_heads):
 
 
 def _sum_keys(array, ones):
-    """Return the sum of array (S, B, H, R) over the keys, axis 0, of shape (B, H, R).
+    """Return the sum of array (S, B H R) over the keys, axis 0, of shape (B H R,).
 
     A matrix-vector product with the ones (S,), which costs about half of
     ``np.add.reduce`` over axis 0 on the arrays of ``tracking``.
     """
-    # [S, B, H, R] -> (S, B H R), then (B H R,) -> [B, H, R]
-    return dot(ones, array.reshape(array.shape[0], -1)).reshape(array.shape[1:])
+    return dot(ones, array)
 
 
 def _mapped_rows(tape, t, weights):
@@ -367,8 +370,8 @@ def _attention_step_forward(tape, t, weights):
     q, k, v = q[t], k[t], v[t]  # (B, H, R, K or V)
 
     # Softmax over the keys, keys first: logits[s, b, h, r] = k_s . q_r (q already scaled).
-    logits = tape.weights[t]  # (S, B, H, R)
     np.matmul(k, q.swapaxes(-1, -2), out=tape.keys_first[t])  # (B, H, S, K) @ (B, H, K, R)
+    logits = tape.flat_weights[t]  # (S, B H R)
     logits -= np.maximum.reduce(logits, axis=0)  # shift by the largest logit for stability
     np.exp(logits, out=logits)
     logits /= _sum_keys(logits, tape.key_ones)
@@ -432,7 +435,6 @@ def _attention_step_backward(tape, grad_tape, t, weights):
     q, k, v = q[t], k[t], v[t]  # (B, H, R, K or V)
     dq, dk, dv = grad_tape.d_heads
     dq, dk, dv = dq[t], dk[t], dv[t]
-    probs = tape.weights[t]  # (S, B, H, R)
 
     d_attended = grad_tape.d_attended_heads  # (B, H, R, V)
     d_logits = grad_tape.d_logits  # (S, B, H, R): first d_weights, then the logits' gradient
@@ -442,8 +444,9 @@ def _attention_step_backward(tape, grad_tape, t, weights):
     np.matmul(tape.keys_first[t], d_attended, out=dv)  # (B, H, S, R) @ (B, H, R, V)
 
     # Softmax backward over the keys (axis 0).
-    d_logits -= _sum_keys(d_logits * probs, tape.key_ones)
-    d_logits *= probs
+    flat_d_logits, flat_probs = grad_tape.flat_d_logits, tape.flat_weights[t]  # (S, B H R)
+    flat_d_logits -= _sum_keys(flat_d_logits * flat_probs, tape.key_ones)
+    flat_d_logits *= flat_probs
 
     # logits = k . q_scaled, with q_scaled = q * K ** -0.5
     np.matmul(keys_first, q, out=dk)  # (B, H, S, R) @ (B, H, R, K)
