@@ -8,6 +8,7 @@ gradient and changes nothing else.
 """
 
 import numpy as np
+import pytest
 
 from models.attention import (
     allocate_block_tape,
@@ -33,7 +34,7 @@ def block_inputs(rng):
     return z
 
 
-def run_block(z, shared_slots, d_out, constant_slots=0):
+def run_block(z, shared_slots, d_out, constant_slots=0, kept_slots=None):
     """Run the block over all steps forward and backward; return outputs, dz and grads."""
     rng = np.random.default_rng(1)
     block = init_attention_block(rng, WIDTH, HEADS, KEY_SIZE, np.float64)
@@ -41,14 +42,14 @@ def run_block(z, shared_slots, d_out, constant_slots=0):
         block[name] = block[name] + 0.1 * rng.standard_normal(block[name].shape)
     mlp_layers = [init_linear(rng, WIDTH, WIDTH, np.float64) for _ in range(2)]
     weights = prepare_block(block, mlp_layers, HEADS, KEY_SIZE, (SLOTS + 1, BATCH))
-    tape = allocate_block_tape(z, weights)._replace(
+    tape = allocate_block_tape(z, weights, kept_slots=kept_slots)._replace(
         shared_slots=shared_slots, constant_slots=constant_slots
     )
     for t in range(STEPS):
         block_step_forward(tape, t, weights)
 
     grad_tape = allocate_grad_tape(tape)
-    grad_tape.d_out[...] = d_out
+    grad_tape.d_out[...] = d_out[:, : grad_tape.d_out.shape[1]]
     dz = np.empty_like(z)
     for t in reversed(range(STEPS)):
         block_step_backward(tape, grad_tape, t, weights, dz[t])
@@ -78,12 +79,18 @@ def test_shared_rows_match_unshared_tape():
     assert np.abs(dz[0, :shared_rows]).max() > 1e-3  # the unshared tape does pass a gradient
 
 
-def test_constant_rows_get_zero_gradient():
+@pytest.mark.parametrize(
+    ("shared_slots", "kept_slots"), [(0, None), (0, SLOTS), (1, SLOTS), (SHARED, None)]
+)
+def test_constant_rows_get_zero_gradient(shared_slots, kept_slots):
+    """Constant rows get a zero dz alone, with kept slots as in the RMC's last block, or shared."""
     rng = np.random.default_rng(2)
-    z = rng.standard_normal((STEPS, (SLOTS + 1) * BATCH, WIDTH))
+    z = block_inputs(rng)  # its first SHARED slots at step 0 repeat over B, as shared rows must
     d_out = rng.standard_normal(z.shape)
-    out, dz, grads, _ = run_block(z, 0, d_out)
-    constant_out, constant_dz, constant_grads, _ = run_block(z, 0, d_out, constant_slots=SHARED)
+    out, dz, grads, _ = run_block(z, shared_slots, d_out, kept_slots=kept_slots)
+    constant_out, constant_dz, constant_grads, _ = run_block(
+        z, shared_slots, d_out, constant_slots=SHARED, kept_slots=kept_slots
+    )
 
     np.testing.assert_array_equal(constant_out, out)
     for name, value in grads.items():

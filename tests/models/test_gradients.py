@@ -172,6 +172,17 @@ def test_small_batches_keep_the_whole_maps():
     assert not model._shares_initial_memory(1)
 
 
+def test_initial_memory_marked_constant():
+    """The first block's tape holds the initial memory's slots as constants at step 0."""
+    hyper = {**RMC_TINY, "num_blocks": 2}
+    model = make_model("rmc", input_size=INPUT_SIZE, output_size=OUTPUT_SIZE, **hyper)
+    x, _ = sample_batch("mse", False, np.random.default_rng(4))
+    _, cache, _ = model.forward(x)
+    tapes = cache.core.blocks
+    assert tapes[0].constant_slots == RMC_TINY["mem_slots"]
+    assert tapes[1].constant_slots == 0
+
+
 @pytest.mark.parametrize(("kind", "split"), [("rmc", False), ("rmc", True), ("lstm", False)])
 def test_backward_without_input_grad(kind, split, monkeypatch):
     """``input_grad=False`` skips dx and leaves every parameter gradient as it was."""

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from models.factory import make_model
-from models.rmc import initial_memory
+from models.rmc import allocate_gate_tape, gates_step_backward, gates_step_forward, initial_memory
 
 INPUT_SIZE, OUTPUT_SIZE = 3, 2
 
@@ -274,3 +274,28 @@ def test_invalid_rmc_hyperparameters_are_rejected(options, message):
     with pytest.raises(ValueError) as error:
         make_model("rmc", input_size=3, output_size=2, **options)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("gate_width", [4, 1])
+def test_gates_backward_skips_memory_grad(gate_width):
+    """``memory_grad=False`` returns no d_memory_prev and keeps the other gradients."""
+    rng = np.random.default_rng(5)
+    rows, width, batch = 6, 4, 2  # N B = 6 rows of width F = 4 for B = 2
+    memory_prev = rng.standard_normal((1, rows, width))
+    tape = allocate_gate_tape(memory_prev, rng.standard_normal((width, 2 * gate_width)))
+    memory = np.empty((rows, width))
+    half_gate_x = rng.standard_normal((batch, 2 * gate_width))
+    gates_step_forward(tape, 0, rng.standard_normal((rows, width)), half_gate_x, memory)
+    d_memory = rng.standard_normal((rows, width))
+
+    d_gates, d_candidate = np.empty_like(tape.gates), np.empty((rows, width))
+    d_memory_prev = gates_step_backward(tape, 0, d_memory, d_gates, d_candidate)
+    skipped_gates, skipped_candidate = np.empty_like(tape.gates), np.empty((rows, width))
+    skipped = gates_step_backward(
+        tape, 0, d_memory, skipped_gates, skipped_candidate, memory_grad=False
+    )
+
+    assert d_memory_prev.shape == (rows, width)
+    assert skipped is None
+    np.testing.assert_array_equal(skipped_gates, d_gates)
+    np.testing.assert_array_equal(skipped_candidate, d_candidate)
