@@ -256,7 +256,8 @@ def allocate_block_tape(z, weights, empty=np.empty, kept_slots=None):
         # [S, S_keys, B, H, R] -> [S, B, H, S_keys, R] and -> [S, B, H, R, S_keys]
         keys_first=attention.transpose(0, 2, 3, 1, 4),
         queries_first=attention.transpose(0, 2, 3, 4, 1),
-        flat_weights=attention.reshape(steps, slots, -1),  # [S, S_keys, B, H, R] -> [.., B H R]
+        # [S, S_keys, B, H, R] -> [S, S_keys, B H R]
+        flat_weights=attention.reshape(steps, slots, -1, copy=False),
         attended=attended,
         attended_heads=_heads_view(attended, weights.row_shape, weights.num_heads),
         key_ones=constant_array((slots,), 1.0, z.dtype),
@@ -288,7 +289,8 @@ def allocate_grad_tape(tape, empty=np.empty):
         d_logits=d_logits,
         d_logits_keys_first=d_logits.transpose(1, 2, 0, 3),
         d_logits_queries_first=d_logits.transpose(1, 2, 3, 0),
-        flat_d_logits=d_logits.reshape(d_logits.shape[0], -1),  # [S_keys, B, H, R] -> [.., B H R]
+        # [S_keys, B, H, R] -> [S_keys, B H R]
+        flat_d_logits=d_logits.reshape(d_logits.shape[0], -1, copy=False),
     )
 
 
@@ -301,14 +303,14 @@ def _split_heads(qkv, row_shape, num_heads, key_size):
     """Return q, k, v views of qkv rows (S, R B, Q) of rows (R, B), each (S, B, H, R, K or V)."""
     steps = qkv.shape[0]
     # [S, R B, H(2K+V)] -> [S, R, B, H, 2K+V] -> [S, B, H, R, 2K+V]
-    heads = qkv.reshape(steps, *row_shape, num_heads, -1).transpose(0, 2, 3, 1, 4)
+    heads = qkv.reshape(steps, *row_shape, num_heads, -1, copy=False).transpose(0, 2, 3, 1, 4)
     return heads[..., :key_size], heads[..., key_size : 2 * key_size], heads[..., 2 * key_size :]
 
 
 def _heads_view(rows, row_shape, num_heads):
     """Return the (B, H, R, V) view of one step's rows (R B, F) of rows (R, B), F = H * V."""
     # [R B, F] -> [R, B, H, V] -> [B, H, R, V]
-    return rows.reshape(*row_shape, num_heads, -1).transpose(1, 2, 0, 3)
+    return rows.reshape(*row_shape, num_heads, -1, copy=False).transpose(1, 2, 0, 3)
 
 
 # --- one step -----------------------------------------------------------------
