@@ -7,6 +7,14 @@ import pytest
 from playwright.sync_api import expect
 
 
+def open_launch_form(live_server, page, model=None):
+    """Open the dashboard, wait until its launch form is built, and pick ``model`` if given."""
+    page.goto(f"{live_server.url}/")
+    expect(page.locator("#launch-form")).to_have_attribute("data-ready", "true")
+    if model is not None:
+        page.select_option("#field-model", model)
+
+
 @pytest.mark.parametrize(
     ("field_id", "value"),
     [
@@ -15,9 +23,7 @@ from playwright.sync_api import expect
     ],
 )
 def test_rejected_field_shows_error_beside_it(live_server, page, artifacts, field_id, value):
-    page.goto(f"{live_server.url}/")
-    expect(page.locator("#launch-form")).to_have_attribute("data-ready", "true")
-    page.select_option("#field-model", "rmc")
+    open_launch_form(live_server, page, model="rmc")
     page.fill(f"#{field_id}", value)
 
     with page.expect_response(lambda response: response.url.endswith("/api/runs")) as info:
@@ -41,8 +47,7 @@ def test_rejected_field_shows_error_beside_it(live_server, page, artifacts, fiel
 
 
 def test_fixed_field_clears_its_error(live_server, page):
-    page.goto(f"{live_server.url}/")
-    expect(page.locator("#launch-form")).to_have_attribute("data-ready", "true")
+    open_launch_form(live_server, page)
     page.fill("#field-train-steps", "0")
     page.click("#launch-button")
     expect(page.locator("#error-train-steps")).to_be_visible()
@@ -56,8 +61,7 @@ def test_fixed_field_clears_its_error(live_server, page):
 
 
 def test_empty_required_field_not_posted(live_server, page):
-    page.goto(f"{live_server.url}/")
-    expect(page.locator("#launch-form")).to_have_attribute("data-ready", "true")
+    open_launch_form(live_server, page)
     posted = []
     page.on(
         "request", lambda request: posted.append(request.url) if request.method == "POST" else None
@@ -75,9 +79,7 @@ def test_empty_required_field_not_posted(live_server, page):
 
 
 def test_oversized_model_errors_beside_causes(live_server, page):
-    page.goto(f"{live_server.url}/")
-    expect(page.locator("#launch-form")).to_have_attribute("data-ready", "true")
-    page.select_option("#field-model", "rmc")
+    open_launch_form(live_server, page, model="rmc")
     page.fill("#field-rmc-mem_slots", "64")
     page.fill("#field-rmc-num_heads", "4")
     page.fill("#field-rmc-head_size", "512")
@@ -100,9 +102,7 @@ def test_oversized_model_errors_beside_causes(live_server, page):
 
 
 def test_readout_widths_list_forms(live_server, page):
-    page.goto(f"{live_server.url}/")
-    expect(page.locator("#launch-form")).to_have_attribute("data-ready", "true")
-    page.select_option("#field-model", "rmc")
+    open_launch_form(live_server, page, model="rmc")
     page.fill("#field-train-steps", "20")
     page.fill("#field-train-batch_size", "4")
 
@@ -128,9 +128,7 @@ def test_readout_widths_list_forms(live_server, page):
 
 
 def test_hints_use_plain_words(live_server, page):
-    page.goto(f"{live_server.url}/")
-    expect(page.locator("#launch-form")).to_have_attribute("data-ready", "true")
-    page.select_option("#field-model", "rmc")
+    open_launch_form(live_server, page, model="rmc")
     key_size = page.locator("#hint-rmc-key_size")
     expect(key_size).to_contain_text("leave empty to use head_size")
     expect(key_size).not_to_contain_text("empty for none")
