@@ -5,11 +5,12 @@
 Timings of a 3 ms step move by several percent from run to run on a shared
 virtual machine, more than many single changes buy. An instruction count
 moves by about 0.1 million instructions between processes, under 0.02% of
-a ``tracking`` RMC step when counted over 20 steps. For each TREE (a folder that contains ``models/``), this runs
-the step of bench/trees.py in a fresh process under ``valgrind
---tool=callgrind`` twice: once with ``--steps`` steps after a warm-up of
-three, and once with the warm-up alone. The difference over the steps is the
-count of one step, without the interpreter's start-up and imports.
+a ``tracking`` RMC step when counted over 20 steps. For each TREE (a
+folder that contains ``models/``), this runs the step of bench/trees.py in
+a fresh process under ``valgrind --tool=callgrind`` twice: once with
+``--steps`` steps after a warm-up of three, and once with the warm-up
+alone. The difference over the steps is the count of one step, without the
+interpreter's start-up and imports.
 
 The count is a proxy, not a time. Valgrind emulates a CPU without AVX-512,
 so OpenBLAS picks other kernels than on the real machine, and an instruction
@@ -26,7 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from compare import CONFIGS
+import trees
 
 WARMUP_STEPS = 3
 # The child process: build one tree's step as bench/trees.py does and run it.
@@ -46,15 +47,10 @@ for _ in range({count}):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("trees", nargs="+", type=Path, help="Folders that contain models/.")
-    parser.add_argument("--config", choices=list(CONFIGS), default="tracking")
-    parser.add_argument("--model", choices=["rmc", "lstm"], default="rmc")
-    parser.add_argument("--predict", action="store_true", help="Count batch-1 predict instead.")
+    trees.add_tree_arguments(parser, "Count batch-1 predict instead.")
     parser.add_argument("--steps", type=int, default=20, help="Counted steps per tree.")
     args = parser.parse_args(argv)
-    missing = [str(tree) for tree in args.trees if not (tree / "models").is_dir()]
-    if missing:
-        parser.error(f"each tree must contain a models/ folder; missing in {', '.join(missing)}")
+    trees.check_trees(parser, args)
     if args.steps < 1:
         parser.error(f"--steps must be at least 1, got {args.steps}")
     return args

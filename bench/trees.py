@@ -26,12 +26,24 @@ from compare import CONFIGS, THREAD_VARIABLES
 LEARNING_RATE = 1e-3
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_tree_arguments(parser, predict_help):
+    """Add the trees and the step to run (config, model, ``--predict``) to ``parser``."""
     parser.add_argument("trees", nargs="+", type=Path, help="Folders that contain models/.")
     parser.add_argument("--config", choices=list(CONFIGS), default="tracking")
     parser.add_argument("--model", choices=["rmc", "lstm"], default="rmc")
-    parser.add_argument("--predict", action="store_true", help="Time batch-1 predict instead.")
+    parser.add_argument("--predict", action="store_true", help=predict_help)
+
+
+def check_trees(parser, args):
+    """Exit through ``parser`` unless every tree of ``args`` contains a models/ folder."""
+    missing = [str(tree) for tree in args.trees if not (tree / "models").is_dir()]
+    if missing:
+        parser.error(f"each tree must contain a models/ folder; missing in {', '.join(missing)}")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_tree_arguments(parser, "Time batch-1 predict instead.")
     parser.add_argument("--threads", type=int, default=1, help="BLAS and OpenMP threads.")
     parser.add_argument(
         "--malloc",
@@ -45,9 +57,7 @@ def parse_args(argv=None):
         "--block-seconds", type=float, default=0.5, help="Target duration of one block, seconds."
     )
     args = parser.parse_args(argv)
-    missing = [str(tree) for tree in args.trees if not (tree / "models").is_dir()]
-    if missing:
-        parser.error(f"each tree must contain a models/ folder; missing in {', '.join(missing)}")
+    check_trees(parser, args)
     return args
 
 
