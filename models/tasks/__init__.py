@@ -18,7 +18,7 @@ TASK_CLASSES: dict[str, type[Task]] = {
 TASK_SPECS: dict[str, dict] = {name: cls.spec() for name, cls in TASK_CLASSES.items()}
 
 
-def make_task(name: str, **options) -> Task:
+def make_task(name: str, /, **options) -> Task:
     """Build the task called ``name`` with ``options`` checked against ``TASK_SPECS``.
 
     Raises:

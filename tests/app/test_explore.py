@@ -83,6 +83,14 @@ def test_sequence_rejects_bad_option(module_runs):
     assert response.json()["detail"][0]["loc"][:2] == ["body", "task_options"]
 
 
+def test_sequence_rejects_option_called_name(module_runs):
+    """An option named like make_task's own argument gets a 422, not a 500."""
+    body = {"task": "tracking-grid", "task_options": {"name": 1}, "seed": 1}
+    response = module_runs.http.post("/api/sequences", json=body)
+    assert response.status_code == 422
+    assert "unknown option 'name'" in response.json()["detail"][0]["msg"]
+
+
 def test_rmc_prediction_and_trace_shapes(module_runs, trained):
     result = predict(module_runs, trained["rmc"], seed=5)
     assert result.status_code == 200, result.text

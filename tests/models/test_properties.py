@@ -189,6 +189,12 @@ def test_unknown_task_option_names_the_option(name, option):
     assert repr(option) in str(error.value)
 
 
+def test_option_called_name_is_unknown():
+    """An option named like make_task's own argument is an unknown option, not a clash."""
+    with pytest.raises(ValueError, match="unknown option 'name'"):
+        make_task("tracking-grid", name=1)
+
+
 # Models.
 
 
