@@ -140,7 +140,7 @@ class GateCache(NamedTuple):
     tanh_candidate: np.ndarray  # (S, N B, F)
     # True when memory_prev[0] is the same constant memory for every sequence, as
     # the RMC's initial memory is. Step 0 then takes the memory term of each slot
-    # once, and its backward returns no d_memory_prev.
+    # once, and the weight gradient takes step 0's share once per slot.
     shared_first: bool = False
 
 
@@ -197,8 +197,8 @@ def gates_step_backward(tape, t, d_memory, d_gates, d_candidate, memory_grad=Tru
 
     Writes the gradient at the gate pre-activations to ``d_gates[t]`` (N B, 2G)
     and the candidate's gradient to ``d_candidate`` (N B, F). Returns None,
-    without computing d_memory_prev, when ``memory_grad`` is False, or for
-    step 0 of a tape with ``shared_first``, whose memory is a constant.
+    without computing d_memory_prev, when ``memory_grad`` is False, as for
+    the RMC's step 0, whose memory is a constant.
     """
     width = tape.gates.shape[-1] // 2  # G
     gates, d_pre = tape.gates[t], d_gates[t]
@@ -220,7 +220,7 @@ def gates_step_backward(tape, t, d_memory, d_gates, d_candidate, memory_grad=Tru
     np.subtract(one, d_candidate, out=d_candidate)
     d_candidate *= input_gate
     d_candidate *= d_memory
-    if not memory_grad or (t == 0 and tape.shared_first):
+    if not memory_grad:
         return None
 
     # M_prev enters through the forget gate and through tanh(M_prev) @ W_gm.
