@@ -528,10 +528,7 @@ def block_step_backward(tape, grad_tape, t, weights, dz):
     )
     _attention_step_backward(tape, grad_tape, t, weights)
     zero_rows = _qkv_step_backward(tape, grad_tape, t, weights, dz)
-    if zero_rows:
-        dz[zero_rows:] += d_attended[zero_rows:]  # residual; those rows keep their zero dz
-    else:
-        dz += d_attended  # residual
+    dz[zero_rows:] += d_attended[zero_rows:]  # residual; the zero rows keep their zero dz
 
 
 # --- parameter gradients over all steps ---------------------------------------
