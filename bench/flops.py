@@ -10,10 +10,10 @@ of every product computes the gradients of both factors, each as costly as
 the forward product, so a training step costs three times its forward
 matmuls. That counts the gradient with respect to the data ``x`` too, which
 a training step skips (``loss_and_grads``): 0.5% of the count on
-``tracking`` and 1.0% on ``nth-farthest``. Where step 0 maps the initial
-memory once per slot, the count also includes that memory's gradient through
-N rows of the qkv map and of the gates. The backward pass skips it, because
-the initial memory is a constant, and it is under 0.1% of the count.
+``tracking`` and 1.0% on ``nth-farthest``. The backward pass of step 0
+skips the gradient at the initial memory, a constant: the products of the
+first block's qkv map and of the gates' memory term back to the memory rows.
+The count leaves those two products out.
 """
 
 import time
@@ -105,9 +105,24 @@ def lstm_forward_flops(config, batch, steps):
 
 
 def training_step_flops(config, batch, steps):
-    """Matmul FLOPs of forward plus backward: three times the forward matmuls."""
-    forward = {"rmc": rmc_forward_flops, "lstm": lstm_forward_flops}[config["kind"]]
-    return 3 * forward(config, batch, steps)
+    """Matmul FLOPs of forward plus backward: three times the forward matmuls.
+
+    For the RMC, less the gradient at step 0's initial memory, which the step skips.
+    """
+    if config["kind"] == "lstm":
+        return 3 * lstm_forward_flops(config, batch, steps)
+    return 3 * rmc_forward_flops(config, batch, steps) - _initial_memory_grad_flops(config, batch)
+
+
+def _initial_memory_grad_flops(config, batch):
+    """FLOPs of the products back to step 0's memory rows, which the RMC's backward skips."""
+    width = config["num_heads"] * config["head_size"]  # F
+    key_size = config["key_size"] or config["head_size"]
+    qkv_width = config["num_heads"] * (2 * key_size + config["head_size"])
+    gate_width = {"unit": width, "memory": 1, None: 0}[config["gate_style"]]
+    shared = _shares_initial_memory(config, batch, width, qkv_width)
+    rows = config["mem_slots"] * (1 if shared else batch)  # the forward's rows of that memory
+    return matmul_flops(rows, qkv_width + 2 * gate_width, width)
 
 
 def largest_matmul_shape(config, batch):
