@@ -101,7 +101,7 @@ def row_mean(x):
     width = x.shape[-1]
     column = constant_array((width, 1), 1.0 / width, x.dtype)  # (D, 1)
     if x.ndim == 2:
-        return dot(x, column)  # (n, D) @ (D, 1); dot dispatches faster than matmul
+        return dot(x, column)  # (n, D) @ (D, 1), which dot takes faster than matmul
     return dot(x.reshape(-1, width), column).reshape(*x.shape[:-1], 1)
 
 

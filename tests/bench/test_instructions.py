@@ -11,7 +11,7 @@ BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 
 @pytest.fixture
 def instructions(monkeypatch):
-    """Import the script as bench/trees.py's siblings import each other: from bench/."""
+    """Import the script from bench/, the way the scripts there import each other."""
     monkeypatch.syspath_prepend(str(BENCH_DIR))
     return importlib.import_module("instructions")
 
