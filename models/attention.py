@@ -57,10 +57,10 @@ from models.layers import (
     init_linear,
     layer_norm_backward_into,
     layer_norm_into,
+    norm_constants,
     repeated_rows_dot,
     repeated_rows_grad,
     row_mean,
-    scalar,
     sum_rows,
 )
 
@@ -89,68 +89,81 @@ class BlockWeights(NamedTuple):
     num_heads: int
     key_size: int
     row_shape: tuple  # (R, B)
+    kept_slots: int  # R', the leading slots whose rows the block computes after the attention
     params: dict  # the block's parameters by local name
     qkv_weight: np.ndarray  # (F, Q) qkv.W minus its row means, so each output row has mean 0
     qkv_weight_t: np.ndarray  # (Q, F) the transpose of qkv_weight, contiguous for the backward
+    column_scale: np.ndarray  # (Q,) K ** -0.5 in the q columns, 1 in the k and v columns
     mlp_layers: list  # (W (F, F), b (F,)) pairs of the shared MLP
     mlp_weights_t: list  # the transposes of the MLP weights, contiguous
-    mlp_biases: list  # the MLP biases, tiled to (R B, F)
-    tiled: dict  # name -> (R B, Q or F): the row vectors below, tiled
+    hidden_layers: list  # (W, b tiled to (R' B, F)) for the MLP's layers but the last
+    last_layer: tuple  # (W, b tiled to (R' B, F)) of the MLP's last layer
+    tiled: dict  # name -> (R B, Q) or (R' B, F): the row vectors below, tiled
+    qkv_norm_constants: tuple  # norm_constants of width Q, for the qkv layer norm
+    row_norm_constants: tuple  # norm_constants of width F, for the other two
 
-    # Tiled vectors: "qkv.b" minus its mean; "qkv_norm.gain" and "qkv_norm.bias"
-    # with the q columns scaled by K ** -0.5, and "qkv_norm.gain/unscaled";
-    # "attention_norm.*", "mlp_norm.*".
+    # Tiled vectors, (R B, Q): "qkv.b" minus its mean; "qkv_norm.gain" and
+    # "qkv_norm.bias" with the q columns scaled by K ** -0.5. (R' B, F), only
+    # the kept rows: "attention_norm.*", "mlp_norm.*".
 
 
-def prepare_block(block, mlp_layers, num_heads, key_size, row_shape, empty=np.empty):
+def prepare_block(
+    block, mlp_layers, num_heads, key_size, row_shape, empty=np.empty, kept_slots=None
+):
     """Return the ``BlockWeights`` of a block and the shared MLP for steps of rows (R, B).
 
     The qkv layer norm subtracts the row mean of ``z @ W + b``, which is
     ``z @ mean_cols(W) + mean(b)``. Taking those means out of W and b once per
     sequence gives outputs of zero mean directly, so no step subtracts them.
     ``empty(shape, dtype)`` allocates the tiles, ``np.empty`` or ``PoolLease.empty``.
+    ``kept_slots`` (R by default) is the number of leading slots whose output
+    is used; after the attention, the block computes only their rows. The
+    RMC's last block keeps the N memory slots, because the input row's output
+    is dropped.
     """
     weight, bias = block["qkv.W"], block["qkv.b"]
     qkv_weight = weight - row_mean(weight)  # (F, Q)
-    qkv_width = weight.shape[1]
+    mem_size, qkv_width = weight.shape
     group = qkv_width // num_heads  # 2K + V columns per head, in the order [q | k | v]
     column_scale = np.ones((num_heads, group), dtype=weight.dtype)
     column_scale[:, :key_size] = key_size**-0.5
     column_scale = column_scale.reshape(qkv_width)
+    kept_slots = row_shape[0] if kept_slots is None else kept_slots
 
-    vectors = {
+    def tile(vectors, slots):
+        """Return each vector of the list, all of one width D, tiled to (slots B, D)."""
+        tiled = empty((len(vectors), slots * row_shape[1], vectors[0].shape[0]), weight.dtype)
+        tiled[...] = np.stack(vectors)[:, None, :]  # [V, D] -> [V, 1, D], one copy for all V
+        return list(tiled)
+
+    qkv_vectors = {
         "qkv.b": bias - row_mean(bias),
         "qkv_norm.gain": block["qkv_norm.gain"] * column_scale,
         "qkv_norm.bias": block["qkv_norm.bias"] * column_scale,
-        "qkv_norm.gain/unscaled": block["qkv_norm.gain"],
     }
-    for name in ("attention_norm.gain", "attention_norm.bias", "mlp_norm.gain", "mlp_norm.bias"):
-        vectors[name] = block[name]
-
-    def tile(group):
-        """Return each vector of the list ``group``, all of one width D, tiled to (R B, D)."""
-        tiled = empty((len(group), row_shape[0] * row_shape[1], group[0].shape[0]), weight.dtype)
-        tiled[...] = np.stack(group)[:, None, :]  # [V, D] -> [V, 1, D], one copy for all V
-        return list(tiled)
-
-    qkv_names = ["qkv.b", "qkv_norm.gain", "qkv_norm.bias", "qkv_norm.gain/unscaled"]
-    row_names = [name for name in vectors if name not in qkv_names]
-    row_tiles = tile([vectors[name] for name in row_names] + [b for _, b in mlp_layers])
+    row_names = ["attention_norm.gain", "attention_norm.bias", "mlp_norm.gain", "mlp_norm.bias"]
+    row_tiles = tile([block[name] for name in row_names] + [b for _, b in mlp_layers], kept_slots)
+    tiled = dict(zip(qkv_vectors, tile(list(qkv_vectors.values()), row_shape[0]), strict=True))
+    tiled.update(zip(row_names, row_tiles, strict=False))
+    mlp_biases = row_tiles[len(row_names) :]
+    layers = [(w, b) for (w, _), b in zip(mlp_layers, mlp_biases, strict=True)]
 
     return BlockWeights(
         num_heads=num_heads,
         key_size=key_size,
         row_shape=tuple(row_shape),
+        kept_slots=kept_slots,
         params=block,
         qkv_weight=qkv_weight,
         qkv_weight_t=np.ascontiguousarray(qkv_weight.T),
+        column_scale=column_scale,
         mlp_layers=list(mlp_layers),
         mlp_weights_t=[np.ascontiguousarray(w.T) for w, _ in mlp_layers],
-        mlp_biases=row_tiles[len(row_names) :],
-        tiled={
-            **dict(zip(qkv_names, tile([vectors[name] for name in qkv_names]), strict=True)),
-            **dict(zip(row_names, row_tiles[: len(row_names)], strict=True)),
-        },
+        hidden_layers=layers[:-1],
+        last_layer=layers[-1] if layers else None,
+        tiled=tiled,
+        qkv_norm_constants=norm_constants(qkv_width, weight.dtype),
+        row_norm_constants=norm_constants(mem_size, weight.dtype),
     )
 
 
@@ -180,6 +193,7 @@ class BlockTape(NamedTuple):
     queries_first: np.ndarray  # (S, B, H, R, S_keys) view of weights
     flat_weights: np.ndarray  # (S, S_keys, B H R) view of weights, for the softmax
     attended: np.ndarray  # (R B, F) work rows of one step: the attention's output
+    attended_kept: np.ndarray  # (R' B, F) view of attended's kept rows
     attended_heads: np.ndarray  # (B, H, R, V) view of attended
     key_ones: np.ndarray  # (R,) ones: sums over the keys are products with it
     zeros: np.ndarray  # (R' B, F) read-only zeros, the other operand of the ReLU
@@ -212,6 +226,7 @@ class BlockGradTape(NamedTuple):
     # Views and work arrays, made once per sequence so that the steps only index them:
     d_heads: tuple  # dq, dk, dv: views of d_qkv, each (S, B, H, R, K or V)
     d_attended: np.ndarray  # (R B, F) work rows of one step: the gradient at the attention output
+    d_attended_kept: np.ndarray  # (R' B, F) view of d_attended's kept rows, the others zero
     d_attended_heads: np.ndarray  # (B, H, R, V) view of d_attended
     d_logits: np.ndarray  # (S_keys, B, H, R) work array of one step
     d_logits_keys_first: np.ndarray  # (B, H, S_keys, R) view of d_logits
@@ -219,18 +234,15 @@ class BlockGradTape(NamedTuple):
     flat_d_logits: np.ndarray  # (S_keys, B H R) view of d_logits
 
 
-def allocate_block_tape(z, weights, empty=np.empty, kept_slots=None):
+def allocate_block_tape(z, weights, empty=np.empty):
     """Return an empty tape for the block input z of shape (S, R B, F).
 
     ``empty(shape, dtype)`` allocates each array, ``np.empty`` or ``PoolLease.empty``.
-    ``kept_slots`` (R by default) is the number of leading slots whose output
-    is used; after the attention, the block computes only their rows. The
-    RMC's last block keeps the N memory slots, because the input row's output
-    is dropped.
+    The rows after the attention are those of the weights' kept slots.
     """
     steps, rows, width = z.shape
     slots, batch = weights.row_shape
-    kept_rows = rows if kept_slots is None else kept_slots * batch
+    kept_rows = weights.kept_slots * batch
     qkv_width = weights.qkv_weight.shape[1]
 
     def rows_of(size, count=kept_rows):
@@ -259,6 +271,7 @@ def allocate_block_tape(z, weights, empty=np.empty, kept_slots=None):
         # [S, S_keys, B, H, R] -> [S, S_keys, B H R]
         flat_weights=attention.reshape(steps, slots, -1, copy=False),
         attended=attended,
+        attended_kept=attended[:kept_rows],
         attended_heads=_heads_view(attended, weights.row_shape, weights.num_heads),
         key_ones=constant_array((slots,), 1.0, z.dtype),
         zeros=constant_array((kept_rows, width), 0.0, z.dtype),
@@ -285,6 +298,7 @@ def allocate_grad_tape(tape, empty=np.empty):
         d_qkv_pre=like(tape.qkv),
         d_heads=_split_heads(d_qkv, row_shape, num_heads, key_size),
         d_attended=d_attended,
+        d_attended_kept=d_attended[: tape.z1.shape[1]],
         d_attended_heads=_heads_view(d_attended, row_shape, num_heads),
         d_logits=d_logits,
         d_logits_keys_first=d_logits.transpose(1, 2, 0, 3),
@@ -341,9 +355,9 @@ def _mapped_rows(tape, t, weights):
 def _qkv_map_step(tape, t, weights):
     """Return z[t] @ W_qkv (R B, Q), with the centred weight, for the rows of step t."""
     z = tape.z[t]
-    start, end = _mapped_rows(tape, t, weights)
-    if (start, end) == (0, z.shape[0]):
+    if tape.given_qkv is None and (t or not tape.shared_slots):  # every row, the usual case
         return dot(z, weights.qkv_weight)  # (R B, F) @ (F, Q)
+    start, end = _mapped_rows(tape, t, weights)
     qkv_pre = np.empty((z.shape[0], weights.qkv_weight.shape[1]), dtype=z.dtype)
     if start:
         repeated_rows_dot(z[:start], weights.qkv_weight, tape.shared_slots, qkv_pre[:start])
@@ -360,15 +374,9 @@ def _attention_step_forward(tape, t, weights):
     # qkv map and layer norm over the whole qkv row; the centred weights give zero-mean rows.
     qkv_pre = _qkv_map_step(tape, t, weights)
     qkv_pre += tiled["qkv.b"]
-    layer_norm_into(
-        qkv_pre,
-        tiled["qkv_norm.gain"],
-        tiled["qkv_norm.bias"],
-        out=tape.qkv[t],
-        x_hat=tape.qkv_hat[t],
-        inv_std=tape.qkv_inv_std[t],
-        centred=True,
-    )
+    gain, bias = tiled["qkv_norm.gain"], tiled["qkv_norm.bias"]
+    qkv, x_hat, inv_std = tape.qkv[t], tape.qkv_hat[t], tape.qkv_inv_std[t]
+    layer_norm_into(qkv_pre, gain, bias, qkv, x_hat, inv_std, True, weights.qkv_norm_constants)
     q, k, v = tape.heads
     q, k, v = q[t], k[t], v[t]  # (B, H, R, K or V)
 
@@ -389,50 +397,41 @@ def block_step_forward(tape, t, weights):
     After the attention, only the rows of the kept slots, the first R' B, are computed.
     """
     z, z1 = tape.z[t], tape.z1[t]
-    kept = z1.shape[0]  # R' B
-    tiled = weights.tiled
+    tiled, constants = weights.tiled, weights.row_norm_constants
     _attention_step_forward(tape, t, weights)
 
     # Residual and layer norm around the attention, on the kept rows.
-    attended = tape.attended[:kept]
-    attended += z[:kept]
-    layer_norm_into(
-        attended,
-        tiled["attention_norm.gain"][:kept],
-        tiled["attention_norm.bias"][:kept],
-        out=z1,
-        x_hat=tape.z1_hat[t],
-        inv_std=tape.z1_inv_std[t],
-    )
+    attended = tape.attended_kept
+    attended += z[: z1.shape[0]]
+    gain, bias = tiled["attention_norm.gain"], tiled["attention_norm.bias"]
+    layer_norm_into(attended, gain, bias, z1, tape.z1_hat[t], tape.z1_inv_std[t], False, constants)
 
     # The row-wise MLP; hidden layers write their ReLU output to the tape.
     hidden = z1
-    hidden_layers = zip(weights.mlp_layers[:-1], weights.mlp_biases[:-1], tape.hidden, strict=True)
-    for (weight, _), bias, saved in hidden_layers:
+    for (weight, bias), saved in zip(weights.hidden_layers, tape.hidden, strict=True):
         out = saved[t]
         dot(hidden, weight, out=out)  # (R' B, F) @ (F, F)
-        out += bias[:kept]
+        out += bias
         np.maximum(out, tape.zeros, out=out)  # ReLU
         hidden = out
-    mlp_out = dot(hidden, weights.mlp_layers[-1][0])  # (R' B, F) @ (F, F)
-    mlp_out += weights.mlp_biases[-1][:kept]
+    weight, bias = weights.last_layer
+    mlp_out = dot(hidden, weight)  # (R' B, F) @ (F, F)
+    mlp_out += bias
 
     # Residual and layer norm around the MLP.
     mlp_out += z1
-    layer_norm_into(
-        mlp_out,
-        tiled["mlp_norm.gain"][:kept],
-        tiled["mlp_norm.bias"][:kept],
-        out=tape.out[t],
-        x_hat=tape.out_hat[t],
-        inv_std=tape.out_inv_std[t],
-    )
+    gain, bias = tiled["mlp_norm.gain"], tiled["mlp_norm.bias"]
+    out, x_hat, inv_std = tape.out[t], tape.out_hat[t], tape.out_inv_std[t]
+    layer_norm_into(mlp_out, gain, bias, out, x_hat, inv_std, False, constants)
 
 
-def _attention_step_backward(tape, grad_tape, t, weights):
+def _attention_step_backward(tape, grad_tape, t):
     """Backward of the attention of step t from ``grad_tape.d_attended`` (R B, F).
 
-    Fills ``d_qkv[t]``.
+    Fills ``d_qkv[t]``. Its q columns hold the gradient with respect to the
+    scaled q, q * K ** -0.5, which the tape holds: the scale is applied on the
+    way back through the qkv layer norm, whose tiled gain carries it, and to
+    the gain's and bias's gradients in ``_qkv_param_grads``.
     """
     q, k, v = tape.heads
     q, k, v = q[t], k[t], v[t]  # (B, H, R, K or V)
@@ -440,7 +439,7 @@ def _attention_step_backward(tape, grad_tape, t, weights):
     dq, dk, dv = dq[t], dk[t], dv[t]
 
     d_attended = grad_tape.d_attended_heads  # (B, H, R, V)
-    d_logits = grad_tape.d_logits  # (S, B, H, R): first d_weights, then the logits' gradient
+    # Views of d_logits (S, B, H, R): first d_weights, then the logits' gradient.
     keys_first, queries_first = grad_tape.d_logits_keys_first, grad_tape.d_logits_queries_first
     # d_weights[s, b, h, r] = v_s . d_attended_r: (B, H, S, V) @ (B, H, V, R)
     np.matmul(v, d_attended.swapaxes(-1, -2), out=keys_first)
@@ -451,9 +450,8 @@ def _attention_step_backward(tape, grad_tape, t, weights):
     flat_d_logits -= _sum_keys(flat_d_logits * flat_probs, tape.key_ones)
     flat_d_logits *= flat_probs
 
-    # logits = k . q_scaled, with q_scaled = q * K ** -0.5
+    # logits = k . q_scaled
     np.matmul(keys_first, q, out=dk)  # (B, H, S, R) @ (B, H, R, K)
-    d_logits *= scalar(weights.key_size**-0.5, d_logits.dtype)
     np.matmul(queries_first, k, out=dq)  # (B, H, R, S) @ (B, H, S, K)
 
 
@@ -467,23 +465,25 @@ def _qkv_step_backward(tape, grad_tape, t, weights, dz):
     get a zero dz. Returns the number of leading rows of dz that are shared or
     constant rows of step 0, or 0.
     """
+    d_qkv_pre = grad_tape.d_qkv_pre[t]
     layer_norm_backward_into(
         grad_tape.d_qkv[t],
         tape.qkv_hat[t],
         tape.qkv_inv_std[t],
-        weights.tiled["qkv_norm.gain/unscaled"],  # d_qkv is the gradient of the unscaled q
-        out=grad_tape.d_qkv_pre[t],
-        centre=False,
+        weights.tiled["qkv_norm.gain"],  # scaled in the q columns, as d_qkv's q columns need
+        d_qkv_pre,
+        False,
+        weights.qkv_norm_constants,
     )
+    if t and tape.given_qkv is None:  # every row, the usual case
+        dot(d_qkv_pre, weights.qkv_weight_t, out=dz)  # (R B, Q) @ (Q, F)
+        return 0
     start, end = _mapped_rows(tape, t, weights)
     if t == 0:
         start = max(start, tape.constant_slots * weights.row_shape[1])
-    if (start, end) == (0, dz.shape[0]):
-        dot(grad_tape.d_qkv_pre[t], weights.qkv_weight_t, out=dz)  # (R B, Q) @ (Q, F)
-        return 0
     dz[:start] = 0.0
     # (R B, Q) @ (Q, F), over the rows that the step mapped itself and that are not constant
-    dot(grad_tape.d_qkv_pre[t][start:end], weights.qkv_weight_t, out=dz[start:end])
+    dot(d_qkv_pre[start:end], weights.qkv_weight_t, out=dz[start:end])
     dz[end:] = 0.0
     return start
 
@@ -493,18 +493,13 @@ def block_step_backward(tape, grad_tape, t, weights, dz):
 
     Fills step t of the gradient tape. ``dz`` must not be one of the tape's arrays.
     """
-    tiled = weights.tiled
-    kept = tape.z1.shape[1]  # R' B
+    tiled, constants = weights.tiled, weights.row_norm_constants
 
     # out = layer_norm(z1 + mlp(z1)): the norm's input gradient is that of the last MLP layer.
     d_sum = grad_tape.d_mlp[-1][t]
-    layer_norm_backward_into(
-        grad_tape.d_out[t],
-        tape.out_hat[t],
-        tape.out_inv_std[t],
-        tiled["mlp_norm.gain"][:kept],
-        d_sum,
-    )
+    gain = tiled["mlp_norm.gain"]
+    x_hat, inv_std = tape.out_hat[t], tape.out_inv_std[t]
+    layer_norm_backward_into(grad_tape.d_out[t], x_hat, inv_std, gain, d_sum, True, constants)
 
     # The MLP, last layer first; ReLU passes the gradient where its output is positive.
     d = d_sum
@@ -518,17 +513,14 @@ def block_step_backward(tape, grad_tape, t, weights, dz):
     d_z1 += d_sum  # residual
 
     # z1 = layer_norm(z + attended); rows past the kept ones have no gradient.
-    d_attended = grad_tape.d_attended  # (R B, F), zero past the kept rows
-    layer_norm_backward_into(
-        d_z1,
-        tape.z1_hat[t],
-        tape.z1_inv_std[t],
-        tiled["attention_norm.gain"][:kept],
-        d_attended[:kept],
-    )
-    _attention_step_backward(tape, grad_tape, t, weights)
+    gain, d_attended = tiled["attention_norm.gain"], grad_tape.d_attended_kept
+    x_hat, inv_std = tape.z1_hat[t], tape.z1_inv_std[t]
+    layer_norm_backward_into(d_z1, x_hat, inv_std, gain, d_attended, True, constants)
+    _attention_step_backward(tape, grad_tape, t)
     zero_rows = _qkv_step_backward(tape, grad_tape, t, weights, dz)
-    dz[zero_rows:] += d_attended[zero_rows:]  # residual; the zero rows keep their zero dz
+    # The residual, over the full d_attended (R B, F), zero past the kept rows; the
+    # zero rows keep their zero dz.
+    dz[zero_rows:] += grad_tape.d_attended[zero_rows:]
 
 
 # --- parameter gradients over all steps ---------------------------------------
@@ -565,11 +557,13 @@ def _qkv_weight_grad(tape, grad_tape):
     return weight
 
 
-def _qkv_param_grads(tape, grad_tape):
+def _qkv_param_grads(tape, grad_tape, column_scale):
     """Return the grads of ``qkv.*`` and ``qkv_norm.*`` summed over all steps.
 
     With ``tape.given_qkv``, the weight's gradient leaves out the given rows'
     share, ``z^T d_qkv_pre`` over those rows, which their caller adds.
+    ``column_scale`` (Q,) turns the q columns of d_qkv, the gradient with
+    respect to the scaled q, into that of the layer norm's output.
     """
     d_qkv_pre = _rows(grad_tape.d_qkv_pre)  # (S R B, Q), row means not yet removed
     weight = _qkv_weight_grad(tape, grad_tape)
@@ -578,16 +572,17 @@ def _qkv_param_grads(tape, grad_tape):
         "qkv.W": weight - row_mean(weight),
         "qkv.b": bias - row_mean(bias),
     }
-    grads.update(_norm_grads("qkv_norm", grad_tape.d_qkv, tape.qkv_hat))
+    norm_grads = _norm_grads("qkv_norm", grad_tape.d_qkv, tape.qkv_hat)
+    grads.update({name: value * column_scale for name, value in norm_grads.items()})
     return grads
 
 
-def block_param_grads(tape, grad_tape):
+def block_param_grads(tape, grad_tape, weights):
     """Return the block's grads by local name and one ``{"W", "b"}`` dict per MLP layer.
 
     Each is summed over all S steps of the tapes. Overwrites the gradient tape.
     """
-    grads = _qkv_param_grads(tape, grad_tape)
+    grads = _qkv_param_grads(tape, grad_tape, weights.column_scale)
     grads.update(_norm_grads("attention_norm", grad_tape.d_z1, tape.z1_hat))
     grads.update(_norm_grads("mlp_norm", grad_tape.d_out, tape.out_hat))
 
@@ -648,10 +643,11 @@ def multihead_attention_backward(d_attended, cache, key_size):
         )
     grad_tape = allocate_grad_tape(cache.tape)
     grad_tape.d_attended[...] = _to_rows(d_attended)
-    _attention_step_backward(cache.tape, grad_tape, 0, cache.weights)
+    _attention_step_backward(cache.tape, grad_tape, 0)
     dz = np.empty_like(cache.tape.z[0])
     _qkv_step_backward(cache.tape, grad_tape, 0, cache.weights, dz)
-    return _from_rows(dz, d_attended.shape[0]), _qkv_param_grads(cache.tape, grad_tape)
+    grads = _qkv_param_grads(cache.tape, grad_tape, cache.weights.column_scale)
+    return _from_rows(dz, d_attended.shape[0]), grads
 
 
 def attention_block_forward(z, block, mlp_layers, num_heads, key_size):
@@ -670,5 +666,5 @@ def attention_block_backward(d_out, cache):
     grad_tape.d_out[0] = _to_rows(d_out)
     dz = np.empty_like(cache.tape.z[0])
     block_step_backward(cache.tape, grad_tape, 0, cache.weights, dz)
-    grads, mlp_grads = block_param_grads(cache.tape, grad_tape)
+    grads, mlp_grads = block_param_grads(cache.tape, grad_tape, cache.weights)
     return _from_rows(dz, d_out.shape[0]), grads, mlp_grads

@@ -146,15 +146,16 @@ def repeated_rows_grad(rows, d_out, slots):
     return once.T @ sum_middle(d_out.reshape(slots, batch, -1))  # [N B, M] -> [N, B, M]
 
 
-_NORM_CONSTANTS = {}  # (D, dtype) -> the pair that _norm_constants returns
+_NORM_CONSTANTS = {}  # (D, dtype) -> the pair that norm_constants returns
 
 
-def _norm_constants(width, dtype):
+def norm_constants(width, dtype):
     """Return the (D, 1) column of 1 / D that takes row means, and the epsilon, as arrays.
 
     The layer norms run on the rows of every step, and a dictionary lookup
     costs them less than ``row_mean`` and ``scalar`` with their own caches.
-    Both arrays are read-only.
+    A caller that runs many layer norms of one width looks the pair up once
+    and passes it as their ``constants``. Both arrays are read-only.
     """
     try:
         return _NORM_CONSTANTS[width, dtype]
@@ -164,7 +165,7 @@ def _norm_constants(width, dtype):
         return pair
 
 
-def layer_norm_into(x, gain, bias, out, x_hat, inv_std, centred=False):
+def layer_norm_into(x, gain, bias, out, x_hat, inv_std, centred=False, constants=None):
     """Layer norm of x (..., D) written into preallocated arrays.
 
     ``gain`` and ``bias`` are (D,) or already tiled to the shape of x, which
@@ -175,8 +176,9 @@ def layer_norm_into(x, gain, bias, out, x_hat, inv_std, centred=False):
     With ``centred=True`` the caller guarantees that every row of x
     already has mean zero, as the output of a linear map whose weight and bias
     have zero row means does, and the mean is not subtracted again.
+    ``constants`` is the pair of ``norm_constants`` for D, looked up when None.
     """
-    column, eps = _norm_constants(x.shape[-1], x.dtype)
+    column, eps = constants or norm_constants(x.shape[-1], x.dtype)
     centred_x = x if centred else np.subtract(x, dot(x, column), out=x_hat)
     np.multiply(centred_x, centred_x, out=out)  # squares, in out's storage until the end
     np.add(dot(out, column), eps, out=inv_std)  # variance + eps
@@ -187,7 +189,7 @@ def layer_norm_into(x, gain, bias, out, x_hat, inv_std, centred=False):
     out += bias
 
 
-def layer_norm_backward_into(d_out, x_hat, inv_std, gain, out, centre=True):
+def layer_norm_backward_into(d_out, x_hat, inv_std, gain, out, centre=True, constants=None):
     """Write the gradient with respect to the input of a layer norm into ``out`` (..., D).
 
     ``gain`` is (D,) or tiled to the shape of ``d_out``. Only the input
@@ -196,10 +198,11 @@ def layer_norm_backward_into(d_out, x_hat, inv_std, gain, out, centre=True):
     them over many steps at once. With ``centre=False`` the row mean of the
     gradient is not removed. The result is then the gradient only after a
     projection onto zero-mean rows, which a following product ``out @ W.T``
-    with a weight W of zero row means applies for free.
+    with a weight W of zero row means applies for free. ``constants`` as for
+    ``layer_norm_into``.
     """
     # Through the normalisation: remove the components along x_hat and along the mean.
-    column, _ = _norm_constants(out.shape[-1], out.dtype)
+    column, _ = constants or norm_constants(out.shape[-1], out.dtype)
     np.multiply(d_out, gain, out=out)  # d_x_hat
     mean_d_x_hat = dot(out * x_hat, column)
     if centre:

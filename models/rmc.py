@@ -138,6 +138,9 @@ class GateCache(NamedTuple):
     tanh_memory: np.ndarray  # (S, N B, F)
     gates: np.ndarray  # (S, N B, 2G) sigmoid outputs in the order [i | f]
     tanh_candidate: np.ndarray  # (S, N B, F)
+    input_gates: np.ndarray  # (S, N B, G) view of gates, i
+    forget_gates: np.ndarray  # (S, N B, G) view of gates, f
+    one: np.ndarray  # scalar(1.0) in the tape's dtype
     # True when memory_prev[0] is the same constant memory for every sequence, as
     # the RMC's initial memory is. Step 0 then takes the memory term of each slot
     # once, and the weight gradient takes step 0's share once per slot.
@@ -150,13 +153,18 @@ def allocate_gate_tape(memory_prev, weight, empty=np.empty, shared_first=False):
     ``empty(shape, dtype)`` allocates each array, ``np.empty`` or ``PoolLease.empty``.
     ``shared_first`` as in ``GateCache``.
     """
+    width = weight.shape[1] // 2  # G
+    gates = empty((*memory_prev.shape[:-1], 2 * width), weight.dtype)
     return GateCache(
         memory_prev=memory_prev,
         half_weight=weight * 0.5,  # exact in binary floating point
         weight_t=np.ascontiguousarray(weight.T),
         tanh_memory=empty(memory_prev.shape, weight.dtype),
-        gates=empty((*memory_prev.shape[:-1], weight.shape[1]), weight.dtype),
+        gates=gates,
         tanh_candidate=empty(memory_prev.shape, weight.dtype),
+        input_gates=gates[..., :width],
+        forget_gates=gates[..., width:],
+        one=scalar(1.0, weight.dtype),
         shared_first=shared_first,
     )
 
@@ -173,7 +181,6 @@ def gates_step_forward(tape, t, candidate, half_gate_x, memory):
     do not depend on the memory: ``(u @ W_gx + b_gx + b_gm + constant biases) / 2``.
     The pre-activations are therefore computed halved, as the sigmoid's tanh form needs.
     """
-    width = tape.gates.shape[-1] // 2  # G
     gates = tape.gates[t]  # (N B, 2G)
     per_slot = gates.reshape(-1, *half_gate_x.shape)  # [N B, 2G] -> [N, B, 2G]
     if t == 0 and tape.shared_first:
@@ -188,8 +195,8 @@ def gates_step_forward(tape, t, candidate, half_gate_x, memory):
     per_slot += half_gate_x  # the input part, broadcast over slots
     sigmoid_of_halved(gates)
     tanh_candidate = np.tanh(candidate, out=tape.tanh_candidate[t])
-    np.multiply(gates[..., :width], tanh_candidate, out=memory)
-    memory += gates[..., width:] * tape.memory_prev[t]
+    np.multiply(tape.input_gates[t], tanh_candidate, out=memory)
+    memory += tape.forget_gates[t] * tape.memory_prev[t]
 
 
 def gates_step_backward(tape, t, d_memory, d_gates, d_candidate, memory_grad=True):
@@ -200,19 +207,19 @@ def gates_step_backward(tape, t, d_memory, d_gates, d_candidate, memory_grad=Tru
     without computing d_memory_prev, when ``memory_grad`` is False, as for
     the RMC's step 0, whose memory is a constant.
     """
-    width = tape.gates.shape[-1] // 2  # G
-    gates, d_pre = tape.gates[t], d_gates[t]
-    input_gate, forget_gate = gates[..., :width], gates[..., width:]
+    gates, d_pre, one = tape.gates[t], d_gates[t], tape.one
+    input_gate, forget_gate = tape.input_gates[t], tape.forget_gates[t]
     memory_prev, tanh_candidate = tape.memory_prev[t], tape.tanh_candidate[t]
+    width = input_gate.shape[-1]  # G
+    d_input, d_forget = d_pre[:, :width], d_pre[:, width:]
 
     # memory = i * tanh(C) + f * M_prev; per-slot gates (G = 1) collect the gradient over F.
     if width == d_memory.shape[-1]:
-        np.multiply(d_memory, tanh_candidate, out=d_pre[..., :width])
-        np.multiply(d_memory, memory_prev, out=d_pre[..., width:])
+        np.multiply(d_memory, tanh_candidate, out=d_input)
+        np.multiply(d_memory, memory_prev, out=d_forget)
     else:
-        np.sum(d_memory * tanh_candidate, axis=-1, keepdims=True, out=d_pre[..., :width])
-        np.sum(d_memory * memory_prev, axis=-1, keepdims=True, out=d_pre[..., width:])
-    one = scalar(1.0, gates.dtype)
+        np.sum(d_memory * tanh_candidate, axis=-1, keepdims=True, out=d_input)
+        np.sum(d_memory * memory_prev, axis=-1, keepdims=True, out=d_forget)
     d_pre *= gates * (one - gates)  # sigmoid derivative, for [i | f] at once
 
     # d_candidate = d_memory * i * (1 - tanh(C)^2)
@@ -363,10 +370,18 @@ class RelationalMemory(RecurrentModel):
                 for name, value in self.params.items()
                 if name.startswith(prefix)
             }
+            # The last block computes only the memory rows: the input row's output is dropped.
+            kept = self.hyper.mem_slots if block == self.hyper.num_blocks - 1 else None
             row_shape = (self.hyper.mem_slots + 1, batch)
             weights.append(
                 prepare_block(
-                    local, mlp_layers, self.hyper.num_heads, self.key_size, row_shape, lease.empty
+                    local,
+                    mlp_layers,
+                    self.hyper.num_heads,
+                    self.key_size,
+                    row_shape,
+                    lease.empty,
+                    kept,
                 )
             )
         return weights
@@ -387,10 +402,8 @@ class RelationalMemory(RecurrentModel):
 
         block_weights = self._block_weights(batch, lease)
         tapes, block_input = [], rows[:steps]
-        for block, weights in enumerate(block_weights):
-            # The last block computes only the memory rows: the input row's output is dropped.
-            kept = slots if block == len(block_weights) - 1 else slots + 1
-            tapes.append(allocate_block_tape(block_input, weights, lease.empty, kept))
+        for weights in block_weights:
+            tapes.append(allocate_block_tape(block_input, weights, lease.empty))
             block_input = tapes[-1].out
         # The first block's memory rows at step 0 are the initial memory, a constant whose
         # gradient is dropped, and the same for every sequence.
@@ -497,7 +510,7 @@ class RelationalMemory(RecurrentModel):
         """
         grads = {}
         for block, (tape, grad_tape) in enumerate(zip(cache.blocks, grad_tapes, strict=True)):
-            local, mlp_grads = block_param_grads(tape, grad_tape)
+            local, mlp_grads = block_param_grads(tape, grad_tape, cache.block_weights[block])
             grads.update({f"block{block}.{name}": value for name, value in local.items()})
             for j, mlp_local in enumerate(mlp_grads):  # the MLP is shared: sum over blocks
                 for name, value in mlp_local.items():

@@ -41,8 +41,10 @@ def run_block(z, shared_slots, d_out, constant_slots=0, kept_slots=None):
     for name in block:
         block[name] = block[name] + 0.1 * rng.standard_normal(block[name].shape)
     mlp_layers = [init_linear(rng, WIDTH, WIDTH, np.float64) for _ in range(2)]
-    weights = prepare_block(block, mlp_layers, HEADS, KEY_SIZE, (SLOTS + 1, BATCH))
-    tape = allocate_block_tape(z, weights, kept_slots=kept_slots)._replace(
+    weights = prepare_block(
+        block, mlp_layers, HEADS, KEY_SIZE, (SLOTS + 1, BATCH), kept_slots=kept_slots
+    )
+    tape = allocate_block_tape(z, weights)._replace(
         shared_slots=shared_slots, constant_slots=constant_slots
     )
     for t in range(STEPS):
@@ -53,7 +55,7 @@ def run_block(z, shared_slots, d_out, constant_slots=0, kept_slots=None):
     dz = np.empty_like(z)
     for t in reversed(range(STEPS)):
         block_step_backward(tape, grad_tape, t, weights, dz[t])
-    grads, mlp_grads = block_param_grads(tape, grad_tape)
+    grads, mlp_grads = block_param_grads(tape, grad_tape, weights)
     return tape.out.copy(), dz, grads, mlp_grads
 
 
