@@ -101,10 +101,17 @@ class BlockWeights(NamedTuple):
     tiled: dict  # name -> (R B, Q) or (R' B, F): the row vectors below, tiled
     qkv_norm_constants: tuple  # norm_constants of width Q, for the qkv layer norm
     row_norm_constants: tuple  # norm_constants of width F, for the other two
+    shift_logits: bool  # False when no logit can exceed MAX_UNSHIFTED_LOGIT in size
 
     # Tiled vectors, (R B, Q): "qkv.b" minus its mean; "qkv_norm.gain" and
     # "qkv_norm.bias" with the q columns scaled by K ** -0.5. (R' B, F), only
     # the kept rows: "attention_norm.*", "mlp_norm.*".
+
+
+# Without the shift by the largest logit, the softmax's exp stays within float32's
+# range while no logit exceeds this in size: exp(60) is about 1e26 and exp(-60) about
+# 1e-26, against float32's largest finite value, 3.4e38, and smallest normal, 1.2e-38.
+MAX_UNSHIFTED_LOGIT = 60.0
 
 
 def prepare_block(
@@ -164,7 +171,27 @@ def prepare_block(
         tiled=tiled,
         qkv_norm_constants=norm_constants(qkv_width, weight.dtype),
         row_norm_constants=norm_constants(mem_size, weight.dtype),
+        shift_logits=_logit_bound(block, num_heads, key_size) > MAX_UNSHIFTED_LOGIT,
     )
+
+
+def _logit_bound(block, num_heads, key_size):
+    """Return a bound on the size of every logit q . k / sqrt(K) the block can compute.
+
+    The layer norm's normalised row x has a squared norm below Q, the qkv
+    width, so a head's normalised q and k parts, of norms a and b, have
+    a^2 + b^2 < Q. With G the largest gain and C the norm of the biases over
+    the q and k columns of all heads, |q| <= G a + C and |k| <= G b + C, hence
+    |q . k| <= G^2 Q / 2 + 2 G C sqrt(Q) + C^2, whatever the input.
+    """
+    gain, bias = block["qkv_norm.gain"], block["qkv_norm.bias"]
+    qkv_width = gain.shape[0]
+    qk = slice(0, 2 * key_size)  # the q and k columns of each head's [q | k | v] group
+    largest = float(np.abs(gain.reshape(num_heads, -1)[:, qk]).max())  # [Q] -> [H, 2K + V]
+    qk_bias = bias.reshape(num_heads, -1)[:, qk]
+    bias_norm = float(np.sqrt(np.vdot(qk_bias, qk_bias)))
+    bound = largest**2 * qkv_width / 2 + 2 * largest * bias_norm * qkv_width**0.5 + bias_norm**2
+    return bound * key_size**-0.5
 
 
 class BlockTape(NamedTuple):
@@ -195,7 +222,8 @@ class BlockTape(NamedTuple):
     attended: np.ndarray  # (R B, F) work rows of one step: the attention's output
     attended_kept: np.ndarray  # (R' B, F) view of attended's kept rows
     attended_heads: np.ndarray  # (B, H, R, V) view of attended
-    key_ones: np.ndarray  # (R,) ones: sums over the keys are products with it
+    key_ones: np.ndarray  # (R, R) ones: sums over the keys are products with it
+    key_sums: np.ndarray  # (S_keys, B H R) work array of one step: those sums
     zeros: np.ndarray  # (R' B, F) read-only zeros, the other operand of the ReLU
     # The qkv map's output z @ W_qkv (centred weight, no bias) of the last B' rows
     # of every step, (S, B', Q), when the caller computed it for all steps at once.
@@ -273,7 +301,8 @@ def allocate_block_tape(z, weights, empty=np.empty):
         attended=attended,
         attended_kept=attended[:kept_rows],
         attended_heads=_heads_view(attended, weights.row_shape, weights.num_heads),
-        key_ones=constant_array((slots,), 1.0, z.dtype),
+        key_ones=constant_array((slots, slots), 1.0, z.dtype),
+        key_sums=empty((slots, batch * weights.num_heads * slots), z.dtype),
         zeros=constant_array((kept_rows, width), 0.0, z.dtype),
     )
 
@@ -330,14 +359,18 @@ def _heads_view(rows, row_shape, num_heads):
 # --- one step -----------------------------------------------------------------
 
 
-def _sum_keys(array, ones):
-    """Return the sum of array (S, B H R) over the keys, axis 0, of shape (B H R,).
+def _sum_keys(array, tape):
+    """Return the sums of array (S, B H R) over the keys, axis 0, repeated over the keys.
 
-    A matrix-vector product with the ones (S,): 0.4 against 1.1 microseconds
-    for ``np.add.reduce`` over axis 0 on the (5, 160) arrays of ``tracking``
-    in bench/compare.py, 0.8 against 1.6 on the (5, 1280) of ``nth-farthest``.
+    The result, of the shape of array, is ``tape.key_sums``, overwritten. A
+    product with the (S, S) ones: the operation that takes the sums then runs
+    on two arrays of one shape, which NumPy does in one loop, instead of
+    broadcasting a (B H R,) row over the keys. On the (5, 160) arrays of
+    ``tracking`` in bench/compare.py, the sums and a division take 0.9
+    microseconds this way, against 1.5 for a product with a vector of ones and
+    a broadcast division, and 2.1 with ``np.add.reduce`` (``timeit``).
     """
-    return dot(ones, array)
+    return dot(tape.key_ones, array, out=tape.key_sums)  # (S, S) @ (S, B H R)
 
 
 def _mapped_rows(tape, t, weights):
@@ -383,9 +416,10 @@ def _attention_step_forward(tape, t, weights):
     # Softmax over the keys, keys first: logits[s, b, h, r] = k_s . q_r (q already scaled).
     np.matmul(k, q.swapaxes(-1, -2), out=tape.keys_first[t])  # (B, H, S, K) @ (B, H, K, R)
     logits = tape.flat_weights[t]  # (S, B H R)
-    logits -= np.maximum.reduce(logits, axis=0)  # shift by the largest logit for stability
+    if weights.shift_logits:  # shift by the largest logit, so that exp cannot overflow
+        logits -= np.maximum.reduce(logits, axis=0)
     np.exp(logits, out=logits)
-    logits /= _sum_keys(logits, tape.key_ones)
+    logits /= _sum_keys(logits, tape)
 
     # (B, H, R, S) @ (B, H, S, V), written through the [B, H, R, V] view of [R B, F]
     np.matmul(tape.queries_first[t], v, out=tape.attended_heads)
@@ -447,7 +481,7 @@ def _attention_step_backward(tape, grad_tape, t):
 
     # Softmax backward over the keys (axis 0).
     flat_d_logits, flat_probs = grad_tape.flat_d_logits, tape.flat_weights[t]  # (S, B H R)
-    flat_d_logits -= _sum_keys(flat_d_logits * flat_probs, tape.key_ones)
+    flat_d_logits -= _sum_keys(flat_d_logits * flat_probs, tape)
     flat_d_logits *= flat_probs
 
     # logits = k . q_scaled
