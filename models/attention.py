@@ -64,9 +64,23 @@ from models.layers import (
     sum_rows,
 )
 
+BLOCK_PARAM_NAMES = (
+    "qkv.W",
+    "qkv.b",
+    "qkv_norm.gain",
+    "qkv_norm.bias",
+    "attention_norm.gain",
+    "attention_norm.bias",
+    "mlp_norm.gain",
+    "mlp_norm.bias",
+)
+
 
 def init_attention_block(rng, mem_size, num_heads, key_size, dtype):
-    """Return the parameters of one block except the shared MLP, keyed by local name."""
+    """Return the parameters of one block except the shared MLP, keyed by local name.
+
+    The names are those of ``BLOCK_PARAM_NAMES``.
+    """
     head_size = mem_size // num_heads
     qkv_width = num_heads * (2 * key_size + head_size)
     block = {}
@@ -187,9 +201,10 @@ def _logit_bound(block, num_heads, key_size):
     gain, bias = block["qkv_norm.gain"], block["qkv_norm.bias"]
     qkv_width = gain.shape[0]
     qk = slice(0, 2 * key_size)  # the q and k columns of each head's [q | k | v] group
-    largest = float(np.abs(gain.reshape(num_heads, -1)[:, qk]).max())  # [Q] -> [H, 2K + V]
+    qk_gain = gain.reshape(num_heads, -1)[:, qk]  # [Q] -> [H, 2K + V] -> (H, 2K)
+    largest = float(np.maximum.reduce(np.abs(qk_gain), axis=None))
     qk_bias = bias.reshape(num_heads, -1)[:, qk]
-    bias_norm = float(np.sqrt(np.vdot(qk_bias, qk_bias)))
+    bias_norm = float(np.vdot(qk_bias, qk_bias)) ** 0.5
     bound = largest**2 * qkv_width / 2 + 2 * largest * bias_norm * qkv_width**0.5 + bias_norm**2
     return bound * key_size**-0.5
 

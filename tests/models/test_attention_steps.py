@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from models.attention import (
+    BLOCK_PARAM_NAMES,
     allocate_block_tape,
     allocate_grad_tape,
     block_param_grads,
@@ -101,3 +102,9 @@ def test_constant_rows_get_zero_gradient(shared_slots, kept_slots):
     np.testing.assert_array_equal(constant_dz[0, :constant_rows], 0.0)
     np.testing.assert_allclose(constant_dz[0, constant_rows:], dz[0, constant_rows:], rtol=1e-12)
     np.testing.assert_array_equal(constant_dz[1:], dz[1:])
+
+
+def test_block_parameters_are_the_listed_names():
+    """The RMC collects each block's parameters by these names, so they must be all of them."""
+    block = init_attention_block(np.random.default_rng(3), WIDTH, HEADS, KEY_SIZE, np.float64)
+    assert tuple(block) == BLOCK_PARAM_NAMES
