@@ -13,6 +13,7 @@ import zipfile
 import numpy as np
 
 from models.factory import make_model
+from models.readout import packed_params
 
 CONFIG_KEY = "__config__"
 
@@ -104,5 +105,5 @@ def load_checkpoint(path):
                 f"checkpoint {path} parameter {name!r} has dtype {arrays[name].dtype}, "
                 "expected a floating-point array"
             )
-    model.params = {name: arrays[name].astype(model.dtype) for name in model.params}
+    model.params = packed_params({name: arrays[name].astype(model.dtype) for name in model.params})
     return model

@@ -161,6 +161,25 @@ class _FlatGroup:
         self.norm_chunks = [
             (start, min(start + NORM_CHUNK, total)) for start in range(0, total, NORM_CHUNK)
         ]
+        # The buffer whose consecutive views the parameters are, as models.readout's
+        # packed_params makes them, or None. A step then updates it with one subtraction.
+        self.packed = self._packed_buffer(params)
+        self.packed_views = [(key, params[key]) for key in keys]
+
+    def _packed_buffer(self, params):
+        """Return the 1-D buffer holding the parameters one after another in key order, or None."""
+        base = params[self.keys[0]].base
+        if base is None or base.ndim != 1 or base.size != self.offsets[-1]:
+            return None
+        address = base.__array_interface__["data"][0]
+        for key, start in zip(self.keys, self.offsets[:-1], strict=False):
+            view = params[key]
+            at = view.__array_interface__["data"][0]
+            if view.base is not base or not view.flags.c_contiguous:
+                return None
+            if at != address + start * base.itemsize:
+                return None
+        return base
 
     def views(self, flat):
         """Return {key: view of ``flat`` with the parameter's shape}."""
@@ -207,6 +226,9 @@ class _FlatGroup:
 
     def scatter(self, params):
         """Subtract the step in ``scratch`` from every parameter, in place."""
+        if self.packed is not None and all(params[key] is view for key, view in self.packed_views):
+            self.packed -= self.scratch
+            return
         for key, shape, start, end in zip(
             self.keys, self.shapes, self.offsets[:-1], self.offsets[1:], strict=True
         ):

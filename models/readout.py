@@ -111,6 +111,22 @@ class ModelCache(NamedTuple):
     lease: PoolLease  # the buffers of the core's cache
 
 
+def packed_params(params):
+    """Return params with every array copied into one flat buffer per dtype, as views of it.
+
+    The keys keep their order, and each dtype's arrays lie in that order, one after
+    another, so that ``models.optim.Adam`` updates all of them with one operation.
+    """
+    packed = {}
+    for dtype in dict.fromkeys(value.dtype for value in params.values()):
+        keys = [key for key, value in params.items() if value.dtype == dtype]
+        flat = np.concatenate([np.ravel(params[key]) for key in keys])
+        offsets = np.cumsum([0] + [params[key].size for key in keys]).tolist()
+        for key, start, end in zip(keys, offsets[:-1], offsets[1:], strict=True):
+            packed[key] = flat[start:end].reshape(params[key].shape)
+    return {key: packed[key] for key in params}
+
+
 def zero_grads(params):
     return {name: np.zeros_like(value) for name, value in params.items()}
 
@@ -135,7 +151,7 @@ class RecurrentModel:
         self.dtype = np.dtype(hyper.dtype)
         if params is None:
             params = self._init_params(np.random.default_rng(hyper.seed))
-        self.params = params
+        self.params = packed_params(params)
         self.pool = ArrayPool()
 
     @property

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from models.optim import Adam, global_norm, scheduled_learning_rate
+from models.readout import packed_params
 
 
 def quadratic_grads(params, curvature, centre):
@@ -41,6 +42,56 @@ def test_adam_keeps_parameter_dtype():
     optimizer.step(params, {"w": np.full(4, 0.5, dtype=np.float32)}, 1e-3)
     assert params["w"].dtype == np.float32
     assert optimizer.first_moment["w"].dtype == np.float32
+
+
+def packed_and_loose(rng):
+    """Return the same parameters packed into one buffer and as separate arrays."""
+    loose = {
+        "a": rng.standard_normal((3, 4)).astype(np.float32),
+        "b": rng.standard_normal(5).astype(np.float32),
+        "c": rng.standard_normal((2, 2, 2)).astype(np.float32),
+    }
+    return packed_params(loose), {key: value.copy() for key, value in loose.items()}
+
+
+def test_packed_params_are_views_of_one_buffer():
+    packed, loose = packed_and_loose(np.random.default_rng(0))
+    assert list(packed) == list(loose)
+    buffer = packed["a"].base
+    assert buffer.shape == (12 + 5 + 8,)
+    for key in loose:
+        assert packed[key].base is buffer
+        np.testing.assert_array_equal(packed[key], loose[key])
+
+
+def test_adam_updates_packed_params_like_separate_arrays():
+    rng = np.random.default_rng(1)
+    packed, loose = packed_and_loose(rng)
+    optimizers = Adam(packed), Adam(loose)
+    assert optimizers[0]._groups[0].packed is not None
+    assert optimizers[1]._groups[0].packed is None
+    for _ in range(3):
+        grads = {
+            key: rng.standard_normal(value.shape).astype(np.float32) for key, value in loose.items()
+        }
+        optimizers[0].step(packed, grads, 0.01)
+        optimizers[1].step(loose, grads, 0.01)
+    for key in loose:
+        np.testing.assert_array_equal(packed[key], loose[key])
+
+
+def test_adam_updates_a_replaced_packed_param():
+    """A parameter replaced after the optimizer was built is updated, not its old view."""
+    rng = np.random.default_rng(2)
+    packed, _ = packed_and_loose(rng)
+    optimizer = Adam(packed)
+    replaced = packed["b"].copy()
+    old_view = packed["b"]
+    packed["b"] = replaced
+    grads = {key: np.ones_like(value) for key, value in packed.items()}
+    optimizer.step(packed, grads, 0.1)
+    np.testing.assert_allclose(replaced, old_view - 0.1, rtol=1e-5)
+    np.testing.assert_array_equal(old_view, packed_and_loose(np.random.default_rng(2))[0]["b"])
 
 
 def test_global_norm_covers_all_arrays():
