@@ -277,11 +277,14 @@ class BlockGradTape(NamedTuple):
     flat_d_logits: np.ndarray  # (S_keys, B H R) view of d_logits
 
 
-def allocate_block_tape(z, weights, empty=np.empty):
+def allocate_block_tape(
+    z, weights, empty=np.empty, given_qkv=None, shared_slots=0, constant_slots=0
+):
     """Return an empty tape for the block input z of shape (S, R B, F).
 
     ``empty(shape, dtype)`` allocates each array, ``np.empty`` or ``PoolLease.empty``.
     The rows after the attention are those of the weights' kept slots.
+    ``given_qkv``, ``shared_slots`` and ``constant_slots`` as in ``BlockTape``.
     """
     steps, rows, width = z.shape
     slots, batch = weights.row_shape
@@ -319,6 +322,9 @@ def allocate_block_tape(z, weights, empty=np.empty):
         key_ones=constant_array((slots, slots), 1.0, z.dtype),
         key_sums=empty((slots, batch * weights.num_heads * slots), z.dtype),
         zeros=constant_array((kept_rows, width), 0.0, z.dtype),
+        given_qkv=given_qkv,
+        shared_slots=shared_slots,
+        constant_slots=constant_slots,
     )
 
 

@@ -183,9 +183,15 @@ def allocate_gate_tape(memory_prev, weight, empty=np.empty, shared_first=False):
     )
 
 
+@functools.lru_cache(maxsize=16)
 def constant_gate_bias(gate_width, dtype):
-    """Return the constant biases [input (G,) | forget (G,)] added to the pre-activations."""
-    return np.repeat(np.array([INPUT_GATE_BIAS, FORGET_GATE_BIAS], dtype=dtype), gate_width)
+    """Return the constant biases [input (G,) | forget (G,)] added to the pre-activations.
+
+    The array is read-only and kept for reuse.
+    """
+    bias = np.repeat(np.array([INPUT_GATE_BIAS, FORGET_GATE_BIAS], dtype=dtype), gate_width)
+    bias.flags.writeable = False
+    return bias
 
 
 def gates_step_forward(tape, t, candidate, half_gate_x, memory):
@@ -410,19 +416,18 @@ class RelationalMemory(RecurrentModel):
         rows[steps, memory_rows:] = 0.0  # no input row after the last step
 
         block_weights = self._block_weights(batch, lease)
-        tapes, block_input = [], rows[:steps]
-        for weights in block_weights:
-            tapes.append(allocate_block_tape(block_input, weights, lease.empty))
-            block_input = tapes[-1].out
         # The first block's memory rows at step 0 are the initial memory, a constant whose
         # gradient is dropped, and the same for every sequence.
-        tapes[0] = tapes[0]._replace(constant_slots=slots)
         shared = self._shares_initial_memory(batch)
-        if shared:
-            tapes[0] = tapes[0]._replace(shared_slots=slots)
+        first_rows = {"constant_slots": slots, "shared_slots": slots if shared else 0}
         if self._splits_input_qkv(batch):
-            input_qkv = input_term(x, params, block_weights[0].qkv_weight)  # (T, B, Q)
-            tapes[0] = tapes[0]._replace(given_qkv=input_qkv)
+            qkv_weight = block_weights[0].qkv_weight
+            first_rows["given_qkv"] = input_term(x, params, qkv_weight)  # (T, B, Q)
+        tapes, block_input = [], rows[:steps]
+        for block, weights in enumerate(block_weights):
+            options = first_rows if block == 0 else {}
+            tapes.append(allocate_block_tape(block_input, weights, lease.empty, **options))
+            block_input = tapes[-1].out
         gate_x, gate_tape = None, None
         if gated:
             # The memory term's bias and the constant biases join the input term once per
