@@ -575,7 +575,10 @@ def block_step_backward(tape, grad_tape, t, weights, dz):
     zero_rows = _qkv_step_backward(tape, grad_tape, t, weights, dz)
     # The residual, over the full d_attended (R B, F), zero past the kept rows; the
     # zero rows keep their zero dz.
-    dz[zero_rows:] += grad_tape.d_attended[zero_rows:]
+    if zero_rows:
+        dz[zero_rows:] += grad_tape.d_attended[zero_rows:]
+    else:
+        dz += grad_tape.d_attended
 
 
 # --- parameter gradients over all steps ---------------------------------------
