@@ -154,7 +154,8 @@ def prepare_block(
     def tile(vectors, slots):
         """Return each vector of the list, all of one width D, tiled to (slots B, D)."""
         tiled = empty((len(vectors), slots * row_shape[1], vectors[0].shape[0]), weight.dtype)
-        tiled[...] = np.stack(vectors)[:, None, :]  # [V, D] -> [V, 1, D], one copy for all V
+        # [V D] -> [V, 1, D], broadcast in one copy for all V
+        tiled[...] = np.concatenate(vectors).reshape(len(vectors), 1, -1)
         return list(tiled)
 
     qkv_vectors = {
