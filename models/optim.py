@@ -167,17 +167,20 @@ class _FlatGroup:
         self.packed_views = [(key, params[key]) for key in keys]
 
     def _packed_buffer(self, params):
-        """Return the 1-D buffer holding the parameters one after another in key order, or None."""
+        """Return the 1-D buffer that contains the parameters one after another in key order.
+
+        Returns None when the parameters are not laid out that way.
+        """
         base = params[self.keys[0]].base
         if base is None or base.ndim != 1 or base.size != self.offsets[-1]:
             return None
         address = base.__array_interface__["data"][0]
-        for key, start in zip(self.keys, self.offsets[:-1], strict=False):
+        for key, start in zip(self.keys, self.offsets[:-1], strict=True):
             view = params[key]
-            at = view.__array_interface__["data"][0]
+            view_address = view.__array_interface__["data"][0]
             if view.base is not base or not view.flags.c_contiguous:
                 return None
-            if at != address + start * base.itemsize:
+            if view_address != address + start * base.itemsize:
                 return None
         return base
 

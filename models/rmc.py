@@ -118,7 +118,8 @@ def _initial_rows(batch, mem_slots, mem_size, dtype):
     """Return the initial memory as slot-major rows (N B, F), read-only and kept for reuse.
 
     Built anew at every forward pass, through ``np.eye`` and ``np.broadcast_to``, it
-    took about 40 microseconds of a tracking training step in bench/compare.py.
+    took about 40 microseconds of a tracking training step in bench/compare.py
+    under a line profiler.
     """
     rows = _slot_major(initial_memory(batch, mem_slots, mem_size, dtype))
     rows.flags.writeable = False
@@ -152,8 +153,8 @@ class GateCache(NamedTuple):
     tanh_memory: np.ndarray  # (S, N B, F)
     gates: np.ndarray  # (S, N B, 2G) sigmoid outputs in the order [i | f]
     tanh_candidate: np.ndarray  # (S, N B, F)
-    input_gates: np.ndarray  # (S, N B, G) view of gates, i
-    forget_gates: np.ndarray  # (S, N B, G) view of gates, f
+    input_gates: np.ndarray  # (S, N B, G) view of gates: the input gates i
+    forget_gates: np.ndarray  # (S, N B, G) view of gates: the forget gates f
     one: np.ndarray  # scalar(1.0) in the tape's dtype
     # True when memory_prev[0] is the same constant memory for every sequence, as
     # the RMC's initial memory is. Step 0 then takes the memory term of each slot
