@@ -194,10 +194,12 @@ def _logit_bound(block, num_heads, key_size):
     """Return a bound on the size of every logit q . k / sqrt(K) the block can compute.
 
     The layer norm's normalised row x has a squared norm below Q, the qkv
-    width, so a head's normalised q and k parts, of norms a and b, have
-    a^2 + b^2 < Q. With G the largest gain and C the norm of the biases over
-    the q and k columns of all heads, |q| <= G a + C and |k| <= G b + C, hence
-    |q . k| <= G^2 Q / 2 + 2 G C sqrt(Q) + C^2, whatever the input.
+    width, so a head's normalised q part of one row and k part of another,
+    of norms a and b, each have a, b < sqrt(Q). The query and the key may
+    come from different rows, so a and b can both come near sqrt(Q). With G
+    the largest gain and C the norm of the biases over the q and k columns
+    of all heads, |q| <= G a + C and |k| <= G b + C, hence
+    |q . k| <= (G sqrt(Q) + C)^2, whatever the input.
     """
     gain, bias = block["qkv_norm.gain"], block["qkv_norm.bias"]
     qkv_width = gain.shape[0]
@@ -206,8 +208,7 @@ def _logit_bound(block, num_heads, key_size):
     largest = float(np.maximum.reduce(np.abs(qk_gain), axis=None))
     qk_bias = bias.reshape(num_heads, -1)[:, qk]
     bias_norm = float(np.vdot(qk_bias, qk_bias)) ** 0.5
-    bound = largest**2 * qkv_width / 2 + 2 * largest * bias_norm * qkv_width**0.5 + bias_norm**2
-    return bound * key_size**-0.5
+    return (largest * qkv_width**0.5 + bias_norm) ** 2 * key_size**-0.5
 
 
 class BlockTape(NamedTuple):
@@ -265,7 +266,7 @@ class BlockGradTape(NamedTuple):
     d_out: np.ndarray  # (S, R' B, F) at the block output, written by the caller
     d_mlp: tuple  # one (S, R' B, F) per MLP layer: at its output before ReLU
     d_z1: np.ndarray  # (S, R' B, F) at the attention norm output
-    d_qkv: np.ndarray  # (S, R B, Q) at the qkv norm output, q unscaled
+    d_qkv: np.ndarray  # (S, R B, Q) at the qkv norm output; for q, that of the scaled q
     d_qkv_pre: np.ndarray  # (S, R B, Q) at the qkv map output, row means not removed
     # Views and work arrays, made once per sequence so that the steps only index them:
     d_heads: tuple  # dq, dk, dv: views of d_qkv, each (S, B, H, R, K or V)

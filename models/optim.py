@@ -63,7 +63,9 @@ class Adam:
     whole-array operations, instead of a dozen per parameter.
 
     Args:
-        params: the parameters to update, used only to allocate the moments.
+        params: the parameters to update. Their shapes size the moments, and when
+            they are views of one buffer, as ``models.readout.packed_params``
+            makes them, a step updates that buffer with one subtraction.
         beta1: decay rate of the first moment [0.9].
         beta2: decay rate of the second moment [0.999].
         eps: added to the root of the second moment [1e-8].
@@ -229,7 +231,9 @@ class _FlatGroup:
 
     def scatter(self, params):
         """Subtract the step in ``scratch`` from every parameter, in place."""
-        if self.packed is not None and all(params[key] is view for key, view in self.packed_views):
+        if self.packed is not None and all(
+            params[key] is view and view.base is self.packed for key, view in self.packed_views
+        ):
             self.packed -= self.scratch
             return
         for key, shape, start, end in zip(

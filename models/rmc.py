@@ -113,17 +113,17 @@ def initial_memory(batch, mem_slots, mem_size, dtype):
     return np.broadcast_to(np.eye(mem_slots, mem_size, dtype=dtype), (batch, mem_slots, mem_size))
 
 
-@functools.lru_cache(maxsize=64)
-def _initial_rows(batch, mem_slots, mem_size, dtype):
-    """Return the initial memory as slot-major rows (N B, F), read-only and kept for reuse.
+@functools.lru_cache(maxsize=16)
+def _initial_slots(mem_slots, mem_size, dtype):
+    """Return the initial memory of one sequence, eye(N, F) padded or cut, read-only.
 
-    Built anew at every forward pass, through ``np.eye`` and ``np.broadcast_to``, it
-    took about 40 microseconds of a tracking training step in bench/compare.py
-    under a line profiler.
+    Built anew at every forward pass through ``np.eye`` and ``np.broadcast_to``,
+    the batch's initial memory took about 40 microseconds of a tracking training
+    step in bench/compare.py under a line profiler.
     """
-    rows = _slot_major(initial_memory(batch, mem_slots, mem_size, dtype))
-    rows.flags.writeable = False
-    return rows
+    slots = np.eye(mem_slots, mem_size, dtype=dtype)
+    slots.flags.writeable = False
+    return slots
 
 
 def _rows(array):
@@ -412,7 +412,9 @@ class RelationalMemory(RecurrentModel):
         u = x_proj.transpose(1, 0, 2)  # [B, T, F] -> [T, B, F]
         memory_rows = slots * batch  # N B
         rows = lease.empty((steps + 1, memory_rows + batch, mem_size), self.dtype)
-        rows[0, :memory_rows] = _initial_rows(batch, slots, mem_size, self.dtype)
+        # [N B, F] -> [N, B, F], every sequence's slot r the row r of the initial memory
+        initial = rows[0, :memory_rows].reshape(slots, batch, mem_size, copy=False)
+        initial[...] = _initial_slots(slots, mem_size, self.dtype)[:, None]
         rows[:steps, memory_rows:] = u
         rows[steps, memory_rows:] = 0.0  # no input row after the last step
 

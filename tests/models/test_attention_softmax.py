@@ -60,24 +60,30 @@ def test_logit_bound_holds_for_any_input(seed):
 
 
 def test_logit_bound_is_attained():
-    """A row whose normalised qkv splits its norm evenly between q = k, v = 0, meets the bound."""
+    """A query row all q and a key row all k, in the same direction, meet the bound."""
     rng = np.random.default_rng(9)
     block = init_attention_block(rng, WIDTH, 1, KEY_SIZE, np.float64)  # one head
-    half = rng.standard_normal((WIDTH, KEY_SIZE))
-    half -= half.mean(axis=1, keepdims=True)  # zero row sums: the map's rows stay centred
-    block["qkv.W"] = np.hstack([half, half, np.zeros((WIDTH, HEAD_SIZE * HEADS))])
+    direction = 10.0 * rng.standard_normal(KEY_SIZE)  # large against the norm's epsilon
+    direction -= direction.mean()  # a zero-mean row, so the layer norm leaves it centred
+    weight = np.zeros((WIDTH, 2 * KEY_SIZE + WIDTH))  # columns [q | k | v] of the one head
+    weight[0, :KEY_SIZE] = direction  # input e0 maps to q only
+    weight[1, KEY_SIZE : 2 * KEY_SIZE] = direction  # input e1 maps to k only
+    block["qkv.W"] = weight
     z = rng.standard_normal((SLOTS * BATCH, WIDTH))
+    z[:BATCH] = np.eye(WIDTH)[0]  # slot 0 of every sequence is e0
+    z[BATCH : 2 * BATCH] = np.eye(WIDTH)[1]  # slot 1 is e1
     weights = prepare_block(block, [], 1, KEY_SIZE, (SLOTS, BATCH))
     tape = allocate_block_tape(z[None], weights)
     _attention_step_forward(tape, 0, weights)
+
     bound = _logit_bound(block, 1, KEY_SIZE)
-    largest = np.abs(logits_of(tape)).max()  # each row's logit with itself is |q|^2
+    largest = np.abs(logits_of(tape)).max()  # query slot 0 on key slot 1
     assert bound * (1 - 1e-4) <= largest <= bound
 
 
 def test_unshifted_softmax_matches_shifted():
     rng = np.random.default_rng(7)
-    block = random_block(rng, gain_scale=1.0, bias_scale=0.3)
+    block = random_block(rng, gain_scale=0.5, bias_scale=0.3)
     assert _logit_bound(block, HEADS, KEY_SIZE) <= MAX_UNSHIFTED_LOGIT
     z = rng.standard_normal((SLOTS * BATCH, WIDTH))
     unshifted, shifted = attend(block, z, shift=False), attend(block, z, shift=True)

@@ -1,5 +1,6 @@
 """Adam, gradient clipping and learning-rate schedules."""
 
+import copy
 import math
 
 import numpy as np
@@ -92,6 +93,16 @@ def test_adam_updates_a_replaced_packed_param():
     optimizer.step(packed, grads, 0.1)
     np.testing.assert_allclose(replaced, old_view - 0.1, rtol=1e-5)
     np.testing.assert_array_equal(old_view, packed_and_loose(np.random.default_rng(2))[0]["b"])
+
+
+def test_adam_updates_deep_copied_packed_params():
+    """A copy of the parameters and the optimizer together owns new memory, which is updated."""
+    packed, _ = packed_and_loose(np.random.default_rng(3))
+    params, optimizer = copy.deepcopy((packed, Adam(packed)))
+    before = {key: value.copy() for key, value in params.items()}
+    optimizer.step(params, {key: np.ones_like(value) for key, value in params.items()}, 0.1)
+    for key, value in params.items():
+        np.testing.assert_allclose(value, before[key] - 0.1, rtol=1e-5)
 
 
 def test_global_norm_covers_all_arrays():
