@@ -112,6 +112,15 @@ def test_mse_value_and_gradient():
     np.testing.assert_allclose(grad, 2 * (predictions - targets) / 4)
 
 
+def test_mse_of_many_float32_entries_matches_float64():
+    rng = np.random.default_rng(0)
+    predictions = rng.standard_normal((3_000_000, 1)).astype(np.float32) + 1.0
+    targets = np.zeros_like(predictions)
+    value, _ = mse(predictions, targets)
+    expected = float(np.mean(predictions.astype(np.float64) ** 2))
+    assert value == pytest.approx(expected, rel=2e-6)
+
+
 def test_cross_entropy_value_gradient_and_accuracy():
     logits = np.array([[2.0, 0.0, -1.0], [0.0, 0.0, 3.0]])
     labels = np.array([0, 1])
