@@ -125,6 +125,23 @@ def sum_middle(x):
     return np.matmul(ones, x)[:, 0]  # (S, 1, M) -> (S, M)
 
 
+SQUARES_CHUNK = 2**16  # entries per dot product of sum_of_squares
+
+
+def sum_of_squares(array):
+    """Return the sum of the squares of ``array``'s entries as a Python float.
+
+    One BLAS dot product per chunk of at most ``SQUARES_CHUNK`` entries in the
+    array's dtype, the chunks added in float64: no product accumulates more
+    than that many entries, and no float64 copy of the array is made.
+    """
+    flat = array.reshape(-1)
+    return sum(
+        float(dot(flat[start : start + SQUARES_CHUNK], flat[start : start + SQUARES_CHUNK]))
+        for start in range(0, flat.size, SQUARES_CHUNK)
+    )
+
+
 def repeated_rows_dot(rows, weight, slots, out):
     """Write rows @ weight into out (N B, M) for slot-major rows (N B, D) repeated over B.
 

@@ -8,10 +8,9 @@ import math
 
 import numpy as np
 
-from models.layers import dot
+from models.layers import sum_of_squares
 
 LR_SCHEDULES = ("constant", "cosine")
-NORM_CHUNK = 2**16  # entries per dot product of the gradient norm
 
 
 def global_norm(grads: dict[str, np.ndarray]) -> float:
@@ -160,9 +159,6 @@ class _FlatGroup:
         self.second = np.zeros(total, dtype=dtype)
         self.grad = np.empty(total, dtype=dtype)
         self.scratch = np.empty(total, dtype=dtype)
-        self.norm_chunks = [
-            (start, min(start + NORM_CHUNK, total)) for start in range(0, total, NORM_CHUNK)
-        ]
         # The buffer whose consecutive views the parameters are, as models.readout's
         # packed_params makes them, or None. A step then updates it with one subtraction.
         self.packed = self._packed_buffer(params)
@@ -199,17 +195,8 @@ class _FlatGroup:
         np.concatenate([grads[key].reshape(-1) for key in self.keys], out=self.grad)
 
     def squared_norm(self):
-        """Return the squared norm of the gathered gradients.
-
-        One BLAS dot product per chunk of at most ``NORM_CHUNK`` entries in the
-        parameters' dtype, summed over chunks in float64: no dot accumulates
-        more than ``NORM_CHUNK`` entries, and no float64 copy of the gradients
-        is made.
-        """
-        return sum(
-            float(dot(self.grad[start:end], self.grad[start:end]))
-            for start, end in self.norm_chunks
-        )
+        """Return the squared norm of the gathered gradients, summed by chunks in float64."""
+        return sum_of_squares(self.grad)
 
     def update(self, adam, scale, step_size, eps_hat):
         """Update the moments from the gathered gradients; leave the step in ``scratch``."""

@@ -108,11 +108,6 @@ class RMCConfig(ModelConfig):
     gate_style: str | None = "unit"
 
 
-def initial_memory(batch, mem_slots, mem_size, dtype):
-    """Return the identity memory of shape (B, N, F): eye(N, F), padded or cut, per sequence."""
-    return np.broadcast_to(np.eye(mem_slots, mem_size, dtype=dtype), (batch, mem_slots, mem_size))
-
-
 @functools.lru_cache(maxsize=16)
 def _initial_slots(mem_slots, mem_size, dtype):
     """Return the initial memory of one sequence, eye(N, F) padded or cut, read-only.
@@ -124,6 +119,12 @@ def _initial_slots(mem_slots, mem_size, dtype):
     slots = np.eye(mem_slots, mem_size, dtype=dtype)
     slots.flags.writeable = False
     return slots
+
+
+def initial_memory(batch, mem_slots, mem_size, dtype):
+    """Return the identity memory of shape (B, N, F): eye(N, F), padded or cut, per sequence."""
+    slots = _initial_slots(mem_slots, mem_size, np.dtype(dtype))
+    return np.broadcast_to(slots, (batch, mem_slots, mem_size))
 
 
 def _rows(array):
@@ -387,7 +388,7 @@ class RelationalMemory(RecurrentModel):
         for block in range(self.hyper.num_blocks):
             local = {name: self.params[f"block{block}.{name}"] for name in BLOCK_PARAM_NAMES}
             # The last block computes only the memory rows: the input row's output is dropped.
-            kept = self.hyper.mem_slots if block == self.hyper.num_blocks - 1 else None
+            kept_slots = self.hyper.mem_slots if block == self.hyper.num_blocks - 1 else None
             row_shape = (self.hyper.mem_slots + 1, batch)
             weights.append(
                 prepare_block(
@@ -397,7 +398,7 @@ class RelationalMemory(RecurrentModel):
                     self.key_size,
                     row_shape,
                     lease.empty,
-                    kept,
+                    kept_slots,
                 )
             )
         return weights
