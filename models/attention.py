@@ -117,9 +117,9 @@ class BlockWeights(NamedTuple):
     row_norm_constants: tuple  # norm_constants of width F, for the other two
     shift_logits: bool  # False when no logit can exceed MAX_UNSHIFTED_LOGIT in size
 
-    # Tiled vectors, (R B, Q): "qkv.b" minus its mean; "qkv_norm.gain" and
-    # "qkv_norm.bias" with the q columns scaled by K ** -0.5. (R' B, F), only
-    # the kept rows: "attention_norm.*", "mlp_norm.*".
+    # Tiled vectors of shape (R B, Q) are "qkv.b" minus its mean, and "qkv_norm.gain"
+    # and "qkv_norm.bias" with the q columns scaled by K ** -0.5. Those of shape
+    # (R' B, F), over the kept rows only, are "attention_norm.*" and "mlp_norm.*".
 
 
 # Without the shift by the largest logit, the softmax's exp stays within float32's
@@ -266,7 +266,7 @@ class BlockGradTape(NamedTuple):
     d_out: np.ndarray  # (S, R' B, F) at the block output, written by the caller
     d_mlp: tuple  # one (S, R' B, F) per MLP layer: at its output before ReLU
     d_z1: np.ndarray  # (S, R' B, F) at the attention norm output
-    d_qkv: np.ndarray  # (S, R B, Q) at the qkv norm output; for q, that of the scaled q
+    d_qkv: np.ndarray  # (S, R B, Q) at the qkv norm output, for q that of the scaled q
     d_qkv_pre: np.ndarray  # (S, R B, Q) at the qkv map output, row means not removed
     # Views and work arrays, made once per sequence so that the steps only index them:
     d_heads: tuple  # dq, dk, dv: views of d_qkv, each (S, B, H, R, K or V)
@@ -575,8 +575,8 @@ def block_step_backward(tape, grad_tape, t, weights, dz):
     layer_norm_backward_into(d_z1, x_hat, inv_std, gain, d_attended, True, constants)
     _attention_step_backward(tape, grad_tape, t)
     zero_rows = _qkv_step_backward(tape, grad_tape, t, weights, dz)
-    # The residual, over the full d_attended (R B, F), zero past the kept rows; the
-    # zero rows keep their zero dz.
+    # The residual, over the full d_attended (R B, F), which is zero past the kept
+    # rows. The shared and constant rows of step 0 keep their zero dz.
     if zero_rows:
         dz[zero_rows:] += grad_tape.d_attended[zero_rows:]
     else:

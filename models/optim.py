@@ -159,8 +159,8 @@ class _FlatGroup:
         self.second = np.zeros(total, dtype=dtype)
         self.grad = np.empty(total, dtype=dtype)
         self.scratch = np.empty(total, dtype=dtype)
-        # The buffer whose consecutive views the parameters are, as models.readout's
-        # packed_params makes them, or None. A step then updates it with one subtraction.
+        # The flat buffer that models.readout's packed_params laid the parameters out
+        # in, or None. A step then updates them with one subtraction from it.
         self.packed = self._packed_buffer(params)
         self.packed_views = [(key, params[key]) for key in keys]
 

@@ -156,7 +156,7 @@ class GateCache(NamedTuple):
     tanh_candidate: np.ndarray  # (S, N B, F)
     input_gates: np.ndarray  # (S, N B, G) view of gates: the input gates i
     forget_gates: np.ndarray  # (S, N B, G) view of gates: the forget gates f
-    one: np.ndarray  # scalar(1.0) in the tape's dtype
+    one: np.ndarray  # the read-only scalar 1.0 in the tape's dtype, from scalar()
     # True when memory_prev[0] is the same constant memory for every sequence, as
     # the RMC's initial memory is. Step 0 then takes the memory term of each slot
     # once, and the weight gradient takes step 0's share once per slot.
@@ -413,7 +413,7 @@ class RelationalMemory(RecurrentModel):
         u = x_proj.transpose(1, 0, 2)  # [B, T, F] -> [T, B, F]
         memory_rows = slots * batch  # N B
         rows = lease.empty((steps + 1, memory_rows + batch, mem_size), self.dtype)
-        # [N B, F] -> [N, B, F], every sequence's slot r the row r of the initial memory
+        # [N B, F] -> [N, B, F]: slot r of every sequence gets row r of the initial memory
         initial = rows[0, :memory_rows].reshape(slots, batch, mem_size, copy=False)
         initial[...] = _initial_slots(slots, mem_size, self.dtype)[:, None]
         rows[:steps, memory_rows:] = u

@@ -78,7 +78,8 @@ def test_logit_bound_is_attained():
 
     bound = _logit_bound(block, 1, KEY_SIZE)
     largest = np.abs(logits_of(tape)).max()  # query slot 0 on key slot 1
-    assert bound * (1 - 1e-4) <= largest <= bound
+    assert largest <= bound
+    assert largest >= bound * (1 - 1e-4)
 
 
 def test_unshifted_softmax_matches_shifted():
@@ -92,7 +93,7 @@ def test_unshifted_softmax_matches_shifted():
     np.testing.assert_allclose(unshifted.attended, shifted.attended, rtol=1e-12, atol=1e-14)
 
 
-def test_large_gains_keep_the_shift_and_finite_weights():
+def test_large_gains_keep_shift():
     rng = np.random.default_rng(8)
     block = random_block(rng, gain_scale=30.0, bias_scale=10.0)
     block = {name: value.astype(np.float32) for name, value in block.items()}

@@ -104,7 +104,7 @@ def test_constant_rows_get_zero_gradient(shared_slots, kept_slots):
     np.testing.assert_array_equal(constant_dz[1:], dz[1:])
 
 
-def test_block_parameters_are_the_listed_names():
+def test_block_param_names_complete():
     """The RMC collects each block's parameters by these names, so they must be all of them."""
     block = init_attention_block(np.random.default_rng(3), WIDTH, HEADS, KEY_SIZE, np.float64)
     assert tuple(block) == BLOCK_PARAM_NAMES

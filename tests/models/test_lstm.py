@@ -112,7 +112,7 @@ def test_mse_value_and_gradient():
     np.testing.assert_allclose(grad, 2 * (predictions - targets) / 4)
 
 
-def test_mse_of_many_float32_entries_matches_float64():
+def test_mse_large_float32_accuracy():
     rng = np.random.default_rng(0)
     predictions = rng.standard_normal((3_000_000, 1)).astype(np.float32) + 1.0
     targets = np.zeros_like(predictions)

@@ -55,7 +55,7 @@ def packed_and_loose(rng):
     return packed_params(loose), {key: value.copy() for key, value in loose.items()}
 
 
-def test_packed_params_are_views_of_one_buffer():
+def test_packed_params_share_buffer():
     packed, loose = packed_and_loose(np.random.default_rng(0))
     assert list(packed) == list(loose)
     buffer = packed["a"].base
@@ -65,7 +65,7 @@ def test_packed_params_are_views_of_one_buffer():
         np.testing.assert_array_equal(packed[key], loose[key])
 
 
-def test_adam_updates_packed_params_like_separate_arrays():
+def test_adam_packed_matches_loose():
     rng = np.random.default_rng(1)
     packed, loose = packed_and_loose(rng)
     optimizers = Adam(packed), Adam(loose)
@@ -81,7 +81,7 @@ def test_adam_updates_packed_params_like_separate_arrays():
         np.testing.assert_array_equal(packed[key], loose[key])
 
 
-def test_adam_updates_a_replaced_packed_param():
+def test_adam_replaced_packed_param():
     """A parameter replaced after the optimizer was built is updated, not its old view."""
     rng = np.random.default_rng(2)
     packed, _ = packed_and_loose(rng)
@@ -95,7 +95,7 @@ def test_adam_updates_a_replaced_packed_param():
     np.testing.assert_array_equal(old_view, packed_and_loose(np.random.default_rng(2))[0]["b"])
 
 
-def test_adam_updates_deep_copied_packed_params():
+def test_adam_deep_copied_params():
     """A copy of the parameters and the optimizer together owns new memory, which is updated."""
     packed, _ = packed_and_loose(np.random.default_rng(3))
     params, optimizer = copy.deepcopy((packed, Adam(packed)))
