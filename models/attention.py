@@ -61,6 +61,7 @@ from models.layers import (
     repeated_rows_dot,
     repeated_rows_grad,
     row_mean,
+    step_products,
     sum_rows,
 )
 
@@ -605,11 +606,7 @@ def _qkv_weight_grad(tape, grad_tape):
     rows = z.shape[1]
     end = rows if tape.given_qkv is None else rows - tape.given_qkv.shape[1]
     first = 1 if tape.shared_slots else 0  # the step the shared rows begin at
-    if end == rows:
-        weight = _rows(z[first:]).T @ _rows(d_pre[first:])  # (F, S' R B) @ (S' R B, Q)
-    else:
-        # One product per step: (S', F, end) @ (S', end, Q), summed over the S' steps.
-        weight = np.matmul(z[first:, :end].transpose(0, 2, 1), d_pre[first:, :end]).sum(axis=0)
+    weight = step_products(z[first:, :end], d_pre[first:, :end])  # (F, Q)
     if first:
         start = tape.shared_slots * tape.weights.shape[2]  # N' B; weights is (S, R, B, H, R)
         weight += z[0, start:end].T @ d_pre[0, start:end]  # (F, rows) @ (rows, Q)
@@ -648,8 +645,7 @@ def block_param_grads(tape, grad_tape, weights):
 
     mlp_grads = []
     for layer_input, d_layer in zip((tape.z1, *tape.hidden), grad_tape.d_mlp, strict=True):
-        d_rows = _rows(d_layer)  # (S R' B, F)
-        mlp_grads.append({"W": _rows(layer_input).T @ d_rows, "b": sum_rows(d_rows)})
+        mlp_grads.append({"W": step_products(layer_input, d_layer), "b": sum_rows(d_layer)})
     return grads, mlp_grads
 
 

@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from models.layers import init_linear, scalar, sum_rows
+from models.layers import init_linear, scalar, step_products, sum_rows
 from models.readout import ModelConfig, RecurrentModel
 
 
@@ -152,10 +152,10 @@ def lstm_backward(d_h, tape, weight, dc_last=None, empty=np.empty, input_grad=Tr
 
     # Weight gradients and dx over all steps: [T, 4, B, U] -> [T, B, 4, U] -> (T B, 4U) rows.
     d_rows = d_gates.transpose(0, 2, 1, 3).reshape(-1, 4 * units)
-    h_prev = tape.h[:steps].reshape(-1, units)  # (T B, U)
+    d_steps = d_rows.reshape(steps, batch, -1)  # (T, B, 4U)
     d_weight = np.concatenate(
-        [tape.x.reshape(-1, input_size).T @ d_rows, h_prev.T @ d_rows], axis=0
-    )  # (D, T B) @ (T B, 4U) stacked on (U, T B) @ (T B, 4U)
+        [step_products(tape.x, d_steps), step_products(tape.h[:steps], d_steps)], axis=0
+    )  # (D, 4U) stacked on (U, 4U), each summed over the steps
     dx = None
     if input_grad:
         # (T B, 4U) @ (4U, D) -> [T, B, D] -> [B, T, D]

@@ -75,6 +75,7 @@ from models.layers import (
     row_mean,
     scalar,
     sigmoid_of_halved,
+    step_products,
     sum_middle,
     sum_rows,
 )
@@ -267,8 +268,7 @@ def gate_param_grads(tape, d_gates, batch):
     steps, rows, width = d_gates.shape
     slots = rows // batch
     first = 1 if tape.shared_first else 0  # step 0's memory is taken once per slot below
-    # (F, S' N B) @ (S' N B, 2G)
-    weight = _rows(tape.tanh_memory[first:]).T @ _rows(d_gates[first:])
+    weight = step_products(tape.tanh_memory[first:], d_gates[first:])  # (F, 2G)
     if first:
         weight += repeated_rows_grad(tape.tanh_memory[0], d_gates[0], slots)
     grads = {"W": weight, "b": sum_rows(d_rows)}

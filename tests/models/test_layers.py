@@ -1,0 +1,30 @@
+"""The sum of per-step products that the weight gradients of the recurrent cores take."""
+
+import numpy as np
+import pytest
+
+from models import layers
+
+STEPS, ROWS, WIDTH, OUT = 4, 6, 3, 5
+
+
+def reference(a, b):
+    return np.einsum("snd,snm->dm", a, b)
+
+
+@pytest.mark.parametrize("limit", [0, 10**6], ids=["one product", "per step"])
+def test_step_products_sums_the_products_of_every_step(monkeypatch, limit):
+    monkeypatch.setattr(layers, "SMALL_PRODUCT", limit)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((STEPS, ROWS, WIDTH))
+    b = rng.standard_normal((STEPS, ROWS, OUT))
+    np.testing.assert_allclose(layers.step_products(a, b), reference(a, b), rtol=1e-12)
+
+
+@pytest.mark.parametrize("limit", [0, 10**6], ids=["one product", "per step"])
+def test_step_products_of_strided_rows(monkeypatch, limit):
+    monkeypatch.setattr(layers, "SMALL_PRODUCT", limit)
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((STEPS, ROWS + 2, WIDTH))[:, 1:-1]
+    b = rng.standard_normal((STEPS, ROWS + 2, OUT))[:, 2:]
+    np.testing.assert_allclose(layers.step_products(a, b), reference(a, b), rtol=1e-12)
