@@ -40,6 +40,12 @@ Layout choices that make the small per-step arrays cheap in NumPy:
   instead of reductions over rows of length R.
 - The key scale ``K ** -0.5`` is folded into the gain and bias of the qkv
   layer norm's q columns, so the tape holds q already scaled.
+- The tape holds each layer norm's inverse standard deviation repeated over
+  the row, (S, rows, width), not as a column (S, rows, 1). The forward and
+  the backward pass each multiply by it, and NumPy multiplies arrays of one
+  shape two to four times faster than it broadcasts a column over rows: a
+  (128, 32) product took 0.87 microseconds against 1.99 broadcast, and the
+  copy that repeats the column 0.99 (``timeit``).
 - The tapes make their views (the heads of qkv, the attention weights keys
   first and queries first) and one-step work arrays once per sequence, and
   the steps only index them. Built at every step, they took about 2% of a
@@ -220,16 +226,16 @@ class BlockTape(NamedTuple):
 
     z: np.ndarray  # (S, R B, F) block input, owned by the caller
     qkv_hat: np.ndarray  # (S, R B, Q) normalised qkv
-    qkv_inv_std: np.ndarray  # (S, R B, 1)
+    qkv_inv_std: np.ndarray  # (S, R B, Q) each row's value repeated over the row
     qkv: np.ndarray  # (S, R B, Q) layer-normed qkv, q columns scaled by K ** -0.5
     weights: np.ndarray  # (S, R, B, H, R) keys first: [t, s, b, h, r] is query r on key s
     # Below, only the first R' B rows, those of the kept slots (see allocate_block_tape).
     z1_hat: np.ndarray  # (S, R' B, F) attention norm: normalised input
-    z1_inv_std: np.ndarray  # (S, R' B, 1)
+    z1_inv_std: np.ndarray  # (S, R' B, F) repeated likewise
     z1: np.ndarray  # (S, R' B, F) attention norm output, the MLP input
     hidden: tuple  # one (S, R' B, F) per MLP layer but the last: its output after ReLU
     out_hat: np.ndarray  # (S, R' B, F) MLP norm: normalised input
-    out_inv_std: np.ndarray  # (S, R' B, 1)
+    out_inv_std: np.ndarray  # (S, R' B, F) repeated likewise
     out: np.ndarray  # (S, R' B, F) block output
     # Views, work arrays and constants, made once per sequence so that the steps
     # only index them:
@@ -266,6 +272,7 @@ class BlockGradTape(NamedTuple):
 
     d_out: np.ndarray  # (S, R' B, F) at the block output, written by the caller
     d_mlp: tuple  # one (S, R' B, F) per MLP layer: at its output before ReLU
+    relu_masks: tuple  # one (S, R' B, F) per MLP layer but the last: 1.0 where its output > 0
     d_z1: np.ndarray  # (S, R' B, F) at the attention norm output
     d_qkv: np.ndarray  # (S, R B, Q) at the qkv norm output, for q that of the scaled q
     d_qkv_pre: np.ndarray  # (S, R B, Q) at the qkv map output, row means not removed
@@ -303,15 +310,15 @@ def allocate_block_tape(
     return BlockTape(
         z=z,
         qkv_hat=rows_of(qkv_width, rows),
-        qkv_inv_std=rows_of(1, rows),
+        qkv_inv_std=rows_of(qkv_width, rows),
         qkv=qkv,
         weights=attention,
         z1_hat=rows_of(width),
-        z1_inv_std=rows_of(1),
+        z1_inv_std=rows_of(width),
         z1=rows_of(width),
         hidden=tuple(rows_of(width) for _ in weights.mlp_layers[:-1]),
         out_hat=rows_of(width),
-        out_inv_std=rows_of(1),
+        out_inv_std=rows_of(width),
         out=rows_of(width),
         heads=_split_heads(qkv, weights.row_shape, weights.num_heads, weights.key_size),
         # [S, S_keys, B, H, R] -> [S, B, H, S_keys, R] and -> [S, B, H, R, S_keys]
@@ -346,6 +353,7 @@ def allocate_grad_tape(tape, empty=np.empty):
     return BlockGradTape(
         d_out=like(tape.out),
         d_mlp=tuple(like(tape.out) for _ in range(len(tape.hidden) + 1)),
+        relu_masks=tuple(_relu_mask(hidden, empty) for hidden in tape.hidden),
         d_z1=like(tape.z1),
         d_qkv=d_qkv,
         d_qkv_pre=like(tape.qkv),
@@ -359,6 +367,18 @@ def allocate_grad_tape(tape, empty=np.empty):
         # [S_keys, B, H, R] -> [S_keys, B H R]
         flat_d_logits=d_logits.reshape(d_logits.shape[0], -1, copy=False),
     )
+
+
+def _relu_mask(hidden, empty):
+    """Return 1.0 where the ReLU output ``hidden`` is positive and 0.0 elsewhere, for all steps.
+
+    Taken once per sequence: a step's gradient times this float mask took 0.7
+    microseconds on the (128, 32) rows of ``tracking`` in bench/compare.py,
+    against 2.8 times the comparison ``hidden > 0`` (``timeit``).
+    """
+    mask = empty(hidden.shape, hidden.dtype)
+    np.copyto(mask, np.greater(hidden, 0.0))  # bool to float
+    return mask
 
 
 def _rows(array):
@@ -564,7 +584,7 @@ def block_step_backward(tape, grad_tape, t, weights, dz):
     for j in reversed(range(1, len(weights.mlp_layers))):
         d_hidden = grad_tape.d_mlp[j - 1][t]
         dot(d, weights.mlp_weights_t[j], out=d_hidden)  # (R' B, F) @ (F, F)
-        d_hidden *= tape.hidden[j - 1][t] > 0
+        d_hidden *= grad_tape.relu_masks[j - 1][t]
         d = d_hidden
     d_z1 = grad_tape.d_z1[t]
     dot(d, weights.mlp_weights_t[0], out=d_z1)

@@ -215,8 +215,12 @@ def layer_norm_into(x, gain, bias, out, x_hat, inv_std, centred=False, constants
     ``gain`` and ``bias`` are (D,) or already tiled to the shape of x, which
     NumPy applies faster (see ``models.attention.BlockWeights``). Writes the
     output to ``out`` and the normalised input to ``x_hat``, both
-    (..., D), and the inverse standard deviation to ``inv_std`` (..., 1): what
+    (..., D), and the inverse standard deviation to ``inv_std``: what
     ``layer_norm_backward_into`` needs. None of them may share memory with x.
+    ``inv_std`` is (..., 1), or (..., D) to hold each row's value repeated
+    over the row. NumPy multiplies two arrays of one shape faster than it
+    broadcasts a column over the rows, so when the backward pass reuses it,
+    the repeated form pays for its copy (see ``models.attention.BlockTape``).
     With ``centred=True`` the caller guarantees that every row of x
     already has mean zero, as the output of a linear map whose weight and bias
     have zero row means does, and the mean is not subtracted again.
@@ -225,9 +229,12 @@ def layer_norm_into(x, gain, bias, out, x_hat, inv_std, centred=False, constants
     column, eps = constants or norm_constants(x.shape[-1], x.dtype)
     centred_x = x if centred else np.subtract(x, dot(x, column), out=x_hat)
     np.multiply(centred_x, centred_x, out=out)  # squares, in out's storage until the end
-    np.add(dot(out, column), eps, out=inv_std)  # variance + eps
-    np.sqrt(inv_std, out=inv_std)
-    np.reciprocal(inv_std, out=inv_std)
+    column_std = inv_std if inv_std.shape[-1] == 1 else None  # None: a new (..., 1) array
+    column_std = np.add(dot(out, column), eps, out=column_std)  # variance + eps
+    np.sqrt(column_std, out=column_std)
+    np.reciprocal(column_std, out=column_std)
+    if column_std is not inv_std:
+        np.copyto(inv_std, column_std)  # repeated over the row, (..., D)
     np.multiply(centred_x, inv_std, out=x_hat)
     np.multiply(x_hat, gain, out=out)
     out += bias
@@ -236,7 +243,8 @@ def layer_norm_into(x, gain, bias, out, x_hat, inv_std, centred=False, constants
 def layer_norm_backward_into(d_out, x_hat, inv_std, gain, out, centre=True, constants=None):
     """Write the gradient with respect to the input of a layer norm into ``out`` (..., D).
 
-    ``gain`` is (D,) or tiled to the shape of ``d_out``. Only the input
+    ``gain`` is (D,) or tiled to the shape of ``d_out``, and ``inv_std`` is
+    (..., 1) or repeated over the row, as ``layer_norm_into`` wrote it. Only the input
     gradient: the gain and bias gradients are sums over rows of
     ``d_out * x_hat`` and ``d_out``, left to the caller so that it can take
     them over many steps at once. With ``centre=False`` the row mean of the
