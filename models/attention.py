@@ -240,6 +240,7 @@ class BlockTape(NamedTuple):
     # Views, work arrays and constants, made once per sequence so that the steps
     # only index them:
     heads: tuple  # q, k, v: views of qkv, each (S, B, H, R, K or V)
+    queries_t: np.ndarray  # (S, B, H, K, R) view of q, each step's q^T
     keys_first: np.ndarray  # (S, B, H, S_keys, R) view of weights
     queries_first: np.ndarray  # (S, B, H, R, S_keys) view of weights
     flat_weights: np.ndarray  # (S, S_keys, B H R) view of weights, for the softmax
@@ -281,6 +282,7 @@ class BlockGradTape(NamedTuple):
     d_attended: np.ndarray  # (R B, F) work rows of one step: the gradient at the attention output
     d_attended_kept: np.ndarray  # (R' B, F) view of d_attended's kept rows, the others zero
     d_attended_heads: np.ndarray  # (B, H, R, V) view of d_attended
+    d_attended_t: np.ndarray  # (B, H, V, R) view of d_attended, d_attended_heads^T
     d_logits: np.ndarray  # (S_keys, B, H, R) work array of one step
     d_logits_keys_first: np.ndarray  # (B, H, S_keys, R) view of d_logits
     d_logits_queries_first: np.ndarray  # (B, H, R, S_keys) view of d_logits
@@ -305,6 +307,7 @@ def allocate_block_tape(
         return empty((steps, count, size), z.dtype)
 
     qkv = rows_of(qkv_width, rows)
+    heads = _split_heads(qkv, weights.row_shape, weights.num_heads, weights.key_size)
     attention = empty((steps, slots, batch, weights.num_heads, slots), z.dtype)
     attended = empty((rows, width), z.dtype)
     return BlockTape(
@@ -320,7 +323,8 @@ def allocate_block_tape(
         out_hat=rows_of(width),
         out_inv_std=rows_of(width),
         out=rows_of(width),
-        heads=_split_heads(qkv, weights.row_shape, weights.num_heads, weights.key_size),
+        heads=heads,
+        queries_t=heads[0].swapaxes(-1, -2),
         # [S, S_keys, B, H, R] -> [S, B, H, S_keys, R] and -> [S, B, H, R, S_keys]
         keys_first=attention.transpose(0, 2, 3, 1, 4),
         queries_first=attention.transpose(0, 2, 3, 4, 1),
@@ -344,11 +348,12 @@ def allocate_grad_tape(tape, empty=np.empty):
     def like(array):
         return empty(array.shape, array.dtype)
 
+    row_shape, num_heads = tape.weights.shape[1:3], tape.weights.shape[3]  # (S, R, B, H, R)
     d_qkv = like(tape.qkv)
     d_attended = like(tape.attended)
     d_attended[tape.z1.shape[1] :] = 0.0  # rows past the kept ones never get a gradient
+    d_attended_heads = _heads_view(d_attended, row_shape, num_heads)
     d_logits = like(tape.weights[0])
-    row_shape, num_heads = tape.weights.shape[1:3], tape.weights.shape[3]  # (S, R, B, H, R)
     key_size = tape.heads[0].shape[-1]
     return BlockGradTape(
         d_out=like(tape.out),
@@ -360,7 +365,8 @@ def allocate_grad_tape(tape, empty=np.empty):
         d_heads=_split_heads(d_qkv, row_shape, num_heads, key_size),
         d_attended=d_attended,
         d_attended_kept=d_attended[: tape.z1.shape[1]],
-        d_attended_heads=_heads_view(d_attended, row_shape, num_heads),
+        d_attended_heads=d_attended_heads,
+        d_attended_t=d_attended_heads.swapaxes(-1, -2),
         d_logits=d_logits,
         d_logits_keys_first=d_logits.transpose(1, 2, 0, 3),
         d_logits_queries_first=d_logits.transpose(1, 2, 3, 0),
@@ -454,11 +460,11 @@ def _attention_step_forward(tape, t, weights):
     gain, bias = tiled["qkv_norm.gain"], tiled["qkv_norm.bias"]
     qkv, x_hat, inv_std = tape.qkv[t], tape.qkv_hat[t], tape.qkv_inv_std[t]
     layer_norm_into(qkv_pre, gain, bias, qkv, x_hat, inv_std, True, weights.qkv_norm_constants)
-    q, k, v = tape.heads
-    q, k, v = q[t], k[t], v[t]  # (B, H, R, K or V)
+    _, k, v = tape.heads
+    k, v = k[t], v[t]  # (B, H, R, K or V)
 
     # Softmax over the keys, keys first: logits[s, b, h, r] = k_s . q_r (q already scaled).
-    np.matmul(k, q.swapaxes(-1, -2), out=tape.keys_first[t])  # (B, H, S, K) @ (B, H, K, R)
+    np.matmul(k, tape.queries_t[t], out=tape.keys_first[t])  # (B, H, S, K) @ (B, H, K, R)
     logits = tape.flat_weights[t]  # (S, B H R)
     if weights.shift_logits:  # shift by the largest logit, so that exp cannot overflow
         logits -= np.maximum.reduce(logits, axis=0)
@@ -520,7 +526,7 @@ def _attention_step_backward(tape, grad_tape, t):
     # Views of d_logits (S, B, H, R): first d_weights, then the logits' gradient.
     keys_first, queries_first = grad_tape.d_logits_keys_first, grad_tape.d_logits_queries_first
     # d_weights[s, b, h, r] = v_s . d_attended_r: (B, H, S, V) @ (B, H, V, R)
-    np.matmul(v, d_attended.swapaxes(-1, -2), out=keys_first)
+    np.matmul(v, grad_tape.d_attended_t, out=keys_first)
     np.matmul(tape.keys_first[t], d_attended, out=dv)  # (B, H, S, R) @ (B, H, R, V)
 
     # Softmax backward over the keys (axis 0).

@@ -234,7 +234,7 @@ def layer_norm_into(x, gain, bias, out, x_hat, inv_std, centred=False, constants
     np.sqrt(column_std, out=column_std)
     np.reciprocal(column_std, out=column_std)
     if column_std is not inv_std:
-        np.copyto(inv_std, column_std)  # repeated over the row, (..., D)
+        inv_std[...] = column_std  # repeated over the row, (..., D)
     np.multiply(centred_x, inv_std, out=x_hat)
     np.multiply(x_hat, gain, out=out)
     out += bias
@@ -292,14 +292,16 @@ def relu_backward(d_out, mask):
     return d_out * mask
 
 
-def sigmoid_of_halved(half):
+def sigmoid_of_halved(half, one=None, one_half=None):
     """Overwrite ``half`` = x / 2 with sigmoid(x) = 0.5 * (1 + tanh(x / 2)).
 
     The tanh form equals 1 / (1 + exp(-x)), and tanh cannot overflow.
+    ``one`` and ``one_half`` are the ``scalar`` 1.0 and 0.5 in the dtype of
+    ``half``, looked up when None.
     """
     np.tanh(half, out=half)
-    half += scalar(1.0, half.dtype)
-    half *= scalar(0.5, half.dtype)
+    half += scalar(1.0, half.dtype) if one is None else one
+    half *= scalar(0.5, half.dtype) if one_half is None else one_half
 
 
 def sigmoid_in_place(x):

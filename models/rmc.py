@@ -158,13 +158,15 @@ class GateCache(NamedTuple):
     input_gates: np.ndarray  # (S, N B, G) view of gates: the input gates i
     forget_gates: np.ndarray  # (S, N B, G) view of gates: the forget gates f
     one: np.ndarray  # the read-only scalar 1.0 in the tape's dtype, from scalar()
+    one_half: np.ndarray  # the scalar 0.5 likewise
+    per_slot: np.ndarray  # (S, N, B, 2G) view of gates, each step's rows by slot
     # True when memory_prev[0] is the same constant memory for every sequence, as
     # the RMC's initial memory is. Step 0 then takes the memory term of each slot
     # once, and the weight gradient takes step 0's share once per slot.
     shared_first: bool = False
 
 
-def allocate_gate_tape(memory_prev, weight, empty=np.empty, shared_first=False):
+def allocate_gate_tape(memory_prev, weight, batch, empty=np.empty, shared_first=False):
     """Return an empty gate tape for memory_prev (S, N B, F) and ``gate_memory.W`` (F, 2G).
 
     ``empty(shape, dtype)`` allocates each array, ``np.empty`` or ``PoolLease.empty``.
@@ -182,6 +184,9 @@ def allocate_gate_tape(memory_prev, weight, empty=np.empty, shared_first=False):
         input_gates=gates[..., :width],
         forget_gates=gates[..., width:],
         one=scalar(1.0, weight.dtype),
+        one_half=scalar(0.5, weight.dtype),
+        # [S, N B, 2G] -> [S, N, B, 2G]
+        per_slot=gates.reshape(gates.shape[0], -1, batch, gates.shape[-1], copy=False),
         shared_first=shared_first,
     )
 
@@ -204,8 +209,7 @@ def gates_step_forward(tape, t, candidate, half_gate_x, memory):
     do not depend on the memory: ``(u @ W_gx + b_gx + b_gm + constant biases) / 2``.
     The pre-activations are therefore computed halved, as the sigmoid's tanh form needs.
     """
-    gates = tape.gates[t]  # (N B, 2G)
-    per_slot = gates.reshape(-1, *half_gate_x.shape)  # [N B, 2G] -> [N, B, 2G]
+    gates, per_slot = tape.gates[t], tape.per_slot[t]  # (N B, 2G) and its (N, B, 2G) view
     if t == 0 and tape.shared_first:
         # Each slot's tanh once, [N B, F] -> [N, B, F] -> (N, F), repeated over B.
         slots, mem_size = per_slot.shape[0], memory.shape[-1]
@@ -216,7 +220,7 @@ def gates_step_forward(tape, t, candidate, half_gate_x, memory):
         tanh_memory = np.tanh(tape.memory_prev[t], out=tape.tanh_memory[t])
         dot(tanh_memory, tape.half_weight, out=gates)  # (N B, F) @ (F, 2G)
     per_slot += half_gate_x  # the input part, broadcast over slots
-    sigmoid_of_halved(gates)
+    sigmoid_of_halved(gates, tape.one, tape.one_half)
     tanh_candidate = np.tanh(candidate, out=tape.tanh_candidate[t])
     np.multiply(tape.input_gates[t], tanh_candidate, out=memory)
     memory += tape.forget_gates[t] * tape.memory_prev[t]
@@ -309,7 +313,7 @@ def gates_forward(candidate, memory_prev, gate_x, weight, bias):
         weight, bias: ``gate_memory.W`` (F, 2G) and ``gate_memory.b`` (2G,).
     """
     batch = memory_prev.shape[0]
-    tape = allocate_gate_tape(_slot_major(memory_prev)[None], weight)  # one step
+    tape = allocate_gate_tape(_slot_major(memory_prev)[None], weight, batch)  # one step
     gate_x = gate_x + bias + constant_gate_bias(weight.shape[1] // 2, weight.dtype)  # (B, 2G)
     memory = np.empty(tape.memory_prev.shape[1:], dtype=weight.dtype)  # (N B, F)
     gates_step_forward(tape, 0, _slot_major(candidate), gate_x * 0.5, memory)
@@ -463,7 +467,7 @@ class RelationalMemory(RecurrentModel):
             extra_bias = params["gate_memory.b"] + constant_gate_bias(self.gate_width, self.dtype)
             gate_x = gate_input_term(x, u, params, extra_bias, 0.5)  # (T, B, 2G)
             gate_tape = allocate_gate_tape(
-                rows[:steps, :memory_rows], params["gate_memory.W"], lease.empty, shared
+                rows[:steps, :memory_rows], params["gate_memory.W"], batch, lease.empty, shared
             )
 
         for t in range(steps):

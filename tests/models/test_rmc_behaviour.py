@@ -288,7 +288,7 @@ def test_gates_backward_skips_memory_grad(gate_width):
     rng = np.random.default_rng(5)
     rows, width, batch = 6, 4, 2  # N B = 6 rows of width F = 4 for B = 2
     memory_prev = rng.standard_normal((1, rows, width))
-    tape = allocate_gate_tape(memory_prev, rng.standard_normal((width, 2 * gate_width)))
+    tape = allocate_gate_tape(memory_prev, rng.standard_normal((width, 2 * gate_width)), batch)
     memory = np.empty((rows, width))
     half_gate_x = rng.standard_normal((batch, 2 * gate_width))
     gates_step_forward(tape, 0, rng.standard_normal((rows, width)), half_gate_x, memory)
