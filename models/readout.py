@@ -63,6 +63,7 @@ class ArrayPool:
     def __init__(self, max_bytes=512 * 2**20):
         self.max_bytes = max_bytes
         self._free = {}  # (shape, dtype) -> list of arrays
+        self._free_sets = {}  # key -> list of (structure, bytes) that PoolLease.reuse built
         self._bytes = 0
         self._lock = threading.Lock()  # concurrent predict calls share one model
 
@@ -75,12 +76,26 @@ class ArrayPool:
                 return arrays.pop()
         return np.empty(key[0], dtype=key[1])
 
-    def give_back(self, arrays):
+    def take_set(self, key):
+        """Return a (structure, bytes) pair given back under ``key``, or None."""
+        with self._lock:
+            sets = self._free_sets.get(key)
+            if sets:
+                self._bytes -= sets[-1][1]
+                return sets.pop()
+        return None
+
+    def give_back(self, arrays, sets=()):
+        """Keep ``arrays`` and the ``(key, structure, bytes)`` triples of ``sets`` for reuse."""
         with self._lock:
             for array in arrays:
                 if self._bytes + array.nbytes <= self.max_bytes:
                     self._free.setdefault((array.shape, array.dtype), []).append(array)
                     self._bytes += array.nbytes
+            for key, structure, size in sets:
+                if self._bytes + size <= self.max_bytes:
+                    self._free_sets.setdefault(key, []).append((structure, size))
+                    self._bytes += size
 
     def lease(self):
         return PoolLease(self)
@@ -92,6 +107,7 @@ class PoolLease:
     def __init__(self, pool):
         self._pool = pool
         self._arrays = []
+        self._sets = []  # (key, structure, bytes) taken by reuse
 
     def empty(self, shape, dtype):
         """Return an uninitialised array of ``shape`` and ``dtype``, like ``np.empty``."""
@@ -99,10 +115,33 @@ class PoolLease:
         self._arrays.append(array)
         return array
 
+    def reuse(self, key, build):
+        """Return a structure of arrays for ``key``: one an earlier lease gave back, or a new one.
+
+        ``build(empty)`` makes the structure, taking each array from
+        ``empty(shape, dtype)``. Every structure of one key must be built
+        alike, because a caller gets any of them back with the contents of
+        its arrays undefined, as from ``np.empty``, but with its views and
+        other objects as built. It goes back to the pool with the lease.
+        """
+        entry = self._pool.take_set(key)  # (structure, bytes) or None
+        if entry is None:
+            sizes = []
+
+            def empty(shape, dtype):
+                array = np.empty(shape, dtype)
+                sizes.append(array.nbytes)
+                return array
+
+            entry = (build(empty), sum(sizes))
+        self._sets.append((key, *entry))
+        return entry[0]
+
     def release(self):
         """Give every buffer back to the pool. The arrays must not be read afterwards."""
         arrays, self._arrays = self._arrays, []
-        self._pool.give_back(arrays)
+        sets, self._sets = self._sets, []
+        self._pool.give_back(arrays, sets)
 
 
 class ModelCache(NamedTuple):

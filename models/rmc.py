@@ -64,6 +64,7 @@ from models.attention import (
     block_step_forward,
     init_attention_block,
     prepare_block,
+    write_relu_masks,
 )
 from models.layers import (
     LinearCache,
@@ -176,8 +177,7 @@ def allocate_gate_tape(memory_prev, weight, batch, empty=np.empty, shared_first=
     gates = empty((*memory_prev.shape[:-1], 2 * width), weight.dtype)
     return GateCache(
         memory_prev=memory_prev,
-        half_weight=weight * 0.5,  # exact in binary floating point
-        weight_t=np.ascontiguousarray(weight.T),
+        **gate_weights(weight),
         tanh_memory=empty(memory_prev.shape, weight.dtype),
         gates=gates,
         tanh_candidate=empty(memory_prev.shape, weight.dtype),
@@ -189,6 +189,14 @@ def allocate_gate_tape(memory_prev, weight, batch, empty=np.empty, shared_first=
         per_slot=gates.reshape(gates.shape[0], -1, batch, gates.shape[-1], copy=False),
         shared_first=shared_first,
     )
+
+
+def gate_weights(weight):
+    """Return the fields of ``GateCache`` that ``gate_memory.W`` (F, 2G) sets, by name."""
+    return {
+        "half_weight": weight * 0.5,  # exact in binary floating point
+        "weight_t": np.ascontiguousarray(weight.T),
+    }
 
 
 @functools.lru_cache(maxsize=16)
@@ -226,46 +234,18 @@ def gates_step_forward(tape, t, candidate, half_gate_x, memory):
     memory += tape.forget_gates[t] * tape.memory_prev[t]
 
 
-class GateSlopes(NamedTuple):
-    """The derivatives that the backward pass of the gates multiplies by, over S steps."""
-
-    gates: np.ndarray  # (S, N B, 2G) the sigmoids' derivatives, i (1 - i) and f (1 - f)
-    candidate: np.ndarray  # (S, N B, F) d memory / d C = i (1 - tanh(C)^2)
-    memory: np.ndarray  # (S, N B, F) d tanh(M_prev) / d M_prev = 1 - tanh(M_prev)^2
-
-
-def gate_slopes(tape, empty=np.empty):
-    """Return the ``GateSlopes`` of a filled gate tape, for all steps at once.
-
-    Taken once per sequence, they save the backward's steps eight of its
-    fifteen whole-array operations. ``empty`` as for ``allocate_gate_tape``.
-    """
-    one = tape.one
-    gates = empty(tape.gates.shape, tape.gates.dtype)
-    np.subtract(one, tape.gates, out=gates)
-    gates *= tape.gates
-    candidate = empty(tape.tanh_candidate.shape, tape.tanh_candidate.dtype)
-    np.multiply(tape.tanh_candidate, tape.tanh_candidate, out=candidate)
-    np.subtract(one, candidate, out=candidate)
-    candidate *= tape.input_gates
-    memory = empty(tape.tanh_memory.shape, tape.tanh_memory.dtype)
-    np.multiply(tape.tanh_memory, tape.tanh_memory, out=memory)
-    np.subtract(one, memory, out=memory)
-    return GateSlopes(gates, candidate, memory)
-
-
-def gates_step_backward(tape, slopes, t, d_memory, d_gates, d_candidate, memory_grad=True):
+def gates_step_backward(tape, t, d_memory, d_gates, d_candidate, memory_grad=True):
     """Backward of step t from d_memory (N B, F); return d_memory_prev (N B, F).
 
-    ``slopes`` is the tape's ``gate_slopes``. Writes the gradient at the gate
-    pre-activations to ``d_gates[t]`` (N B, 2G) and the candidate's gradient to
-    ``d_candidate`` (N B, F). Returns None, without computing d_memory_prev,
-    when ``memory_grad`` is False, as for the RMC's step 0, whose memory is a
-    constant.
+    Writes the gradient at the gate pre-activations to ``d_gates[t]`` (N B, 2G)
+    and the candidate's gradient to ``d_candidate`` (N B, F). Returns None,
+    without computing d_memory_prev, when ``memory_grad`` is False, as for
+    the RMC's step 0, whose memory is a constant.
     """
-    d_pre = d_gates[t]
+    gates, d_pre, one = tape.gates[t], d_gates[t], tape.one
+    input_gate, forget_gate = tape.input_gates[t], tape.forget_gates[t]
     memory_prev, tanh_candidate = tape.memory_prev[t], tape.tanh_candidate[t]
-    width = tape.gates.shape[-1] // 2  # G
+    width = input_gate.shape[-1]  # G
     d_input, d_forget = d_pre[:, :width], d_pre[:, width:]
 
     # memory = i * tanh(C) + f * M_prev; per-slot gates (G = 1) collect the gradient over F.
@@ -275,15 +255,21 @@ def gates_step_backward(tape, slopes, t, d_memory, d_gates, d_candidate, memory_
     else:
         np.sum(d_memory * tanh_candidate, axis=-1, keepdims=True, out=d_input)
         np.sum(d_memory * memory_prev, axis=-1, keepdims=True, out=d_forget)
-    d_pre *= slopes.gates[t]  # through the sigmoids, for [i | f] at once
-    np.multiply(d_memory, slopes.candidate[t], out=d_candidate)
+    d_pre *= gates * (one - gates)  # sigmoid derivative, for [i | f] at once
+
+    # d_candidate = d_memory * i * (1 - tanh(C)^2)
+    np.multiply(tanh_candidate, tanh_candidate, out=d_candidate)
+    np.subtract(one, d_candidate, out=d_candidate)
+    d_candidate *= input_gate
+    d_candidate *= d_memory
     if not memory_grad:
         return None
 
     # M_prev enters through the forget gate and through tanh(M_prev) @ W_gm.
     d_tanh_memory = dot(d_pre, tape.weight_t)  # (N B, 2G) @ (2G, F)
-    d_tanh_memory *= slopes.memory[t]
-    d_memory_prev = d_memory * tape.forget_gates[t]
+    tanh_memory = tape.tanh_memory[t]
+    d_tanh_memory *= one - tanh_memory * tanh_memory
+    d_memory_prev = d_memory * forget_gate
     d_memory_prev += d_tanh_memory
     return d_memory_prev
 
@@ -326,8 +312,7 @@ def gates_backward(d_memory, cache):
     d_gates = np.empty_like(cache.gates)
     d_memory = _slot_major(d_memory)
     d_candidate = np.empty_like(d_memory)
-    slopes = gate_slopes(cache)
-    d_memory_prev = gates_step_backward(cache, slopes, 0, d_memory, d_gates, d_candidate)
+    d_memory_prev = gates_step_backward(cache, 0, d_memory, d_gates, d_candidate)
     grads, d_gate_x = gate_param_grads(cache, d_gates, batch)
     d_candidate = _batch_major(d_candidate, batch)
     return d_candidate, _batch_major(d_memory_prev, batch), d_gate_x[0], grads
@@ -336,12 +321,30 @@ def gates_backward(d_memory, cache):
 # --- the core -----------------------------------------------------------------
 
 
+class RMCWorkspace(NamedTuple):
+    """The arrays and tapes of one forward and backward pass over sequences of one shape.
+
+    A pass takes it from the model's pool with ``PoolLease.reuse``, so that
+    the passes of a training loop build its tapes and their views once, and
+    later passes only overwrite the arrays. Built at every pass, they took
+    about 2% of a ``tracking`` training step of bench/compare.py.
+    """
+
+    rows: np.ndarray  # (T + 1, (N + 1) B, F), see RMCCache
+    tapes: list[BlockTape]  # one per block, without given_qkv
+    gate_tape: GateCache | None  # with the gate weights of the pass that built it
+    grad_tapes: list  # one BlockGradTape per block
+    d_rows: np.ndarray  # (T, (N + 1) B, F) the gradient at the first block's input rows
+    d_gates: np.ndarray | None  # (T, N B, 2G) at the gate pre-activations
+
+
 class RMCCache(NamedTuple):
     input_proj: LinearCache
     rows: np.ndarray  # (T + 1, (N + 1) B, F): rows[t] = [M_{t-1}; u_t]; M_T in rows[T, :N B]
     blocks: list[BlockTape]  # one per block, each over all T steps
     block_weights: list[BlockWeights]
     gates: GateCache | None  # None when gate_style is None
+    workspace: RMCWorkspace
 
 
 class RelationalMemory(RecurrentModel):
@@ -430,6 +433,36 @@ class RelationalMemory(RecurrentModel):
             )
         return weights
 
+    def _workspace(self, steps, batch, block_weights, shared, empty):
+        """Return an ``RMCWorkspace`` for T steps of B sequences; ``empty`` allocates its arrays.
+
+        ``shared`` as ``_shares_initial_memory`` returned.
+        """
+        slots, mem_size = self.hyper.mem_slots, self.mem_size
+        memory_rows = slots * batch  # N B
+        rows = empty((steps + 1, memory_rows + batch, mem_size), self.dtype)
+        # The first block's memory rows at step 0 are the initial memory, a constant whose
+        # gradient is dropped, and the same for every sequence.
+        first_rows = {"constant_slots": slots, "shared_slots": slots if shared else 0}
+        tapes, block_input = [], rows[:steps]
+        for block, weights in enumerate(block_weights):
+            options = first_rows if block == 0 else {}
+            tapes.append(allocate_block_tape(block_input, weights, empty, **options))
+            block_input = tapes[-1].out
+        gate_tape, d_gates = None, None
+        if self.hyper.gate_style is not None:
+            weight = self.params["gate_memory.W"]
+            gate_tape = allocate_gate_tape(rows[:steps, :memory_rows], weight, batch, empty, shared)
+            d_gates = empty(gate_tape.gates.shape, self.dtype)
+        return RMCWorkspace(
+            rows=rows,
+            tapes=tapes,
+            gate_tape=gate_tape,
+            grad_tapes=[allocate_grad_tape(tape, empty) for tape in tapes],
+            d_rows=empty((steps, memory_rows + batch, mem_size), self.dtype),
+            d_gates=d_gates,
+        )
+
     def _core_forward(self, x, lease):
         batch, steps, _ = x.shape
         slots, mem_size = self.hyper.mem_slots, self.mem_size
@@ -439,26 +472,23 @@ class RelationalMemory(RecurrentModel):
         x_proj, input_proj = linear_forward(x, params["input_proj.W"], params["input_proj.b"])
         u = x_proj.transpose(1, 0, 2)  # [B, T, F] -> [T, B, F]
         memory_rows = slots * batch  # N B
-        rows = lease.empty((steps + 1, memory_rows + batch, mem_size), self.dtype)
+        block_weights = self._block_weights(batch, lease)
+        shared, split = self._shares_initial_memory(batch), self._splits_input_qkv(batch)
+        workspace = lease.reuse(
+            ("rmc", steps, batch, shared),
+            lambda empty: self._workspace(steps, batch, block_weights, shared, empty),
+        )
+        rows = workspace.rows
         # [N B, F] -> [N, B, F]: slot r of every sequence gets row r of the initial memory
         initial = rows[0, :memory_rows].reshape(slots, batch, mem_size, copy=False)
         initial[...] = _initial_slots(slots, mem_size, self.dtype)[:, None]
         rows[:steps, memory_rows:] = u
         rows[steps, memory_rows:] = 0.0  # no input row after the last step
 
-        block_weights = self._block_weights(batch, lease)
-        # The first block's memory rows at step 0 are the initial memory, a constant whose
-        # gradient is dropped, and the same for every sequence.
-        shared = self._shares_initial_memory(batch)
-        first_rows = {"constant_slots": slots, "shared_slots": slots if shared else 0}
-        if self._splits_input_qkv(batch):
-            qkv_weight = block_weights[0].qkv_weight
-            first_rows["given_qkv"] = input_term(x, params, qkv_weight)  # (T, B, Q)
-        tapes, block_input = [], rows[:steps]
-        for block, weights in enumerate(block_weights):
-            options = first_rows if block == 0 else {}
-            tapes.append(allocate_block_tape(block_input, weights, lease.empty, **options))
-            block_input = tapes[-1].out
+        tapes = list(workspace.tapes)
+        if split:
+            given_qkv = input_term(x, params, block_weights[0].qkv_weight)  # (T, B, Q)
+            tapes[0] = tapes[0]._replace(given_qkv=given_qkv)
         gate_x, gate_tape = None, None
         if gated:
             # The memory term's bias and the constant biases join the input term once per
@@ -466,9 +496,7 @@ class RelationalMemory(RecurrentModel):
             # gates_step_forward.
             extra_bias = params["gate_memory.b"] + constant_gate_bias(self.gate_width, self.dtype)
             gate_x = gate_input_term(x, u, params, extra_bias, 0.5)  # (T, B, 2G)
-            gate_tape = allocate_gate_tape(
-                rows[:steps, :memory_rows], params["gate_memory.W"], batch, lease.empty, shared
-            )
+            gate_tape = workspace.gate_tape._replace(**gate_weights(params["gate_memory.W"]))
 
         for t in range(steps):
             for tape, weights in zip(tapes, block_weights, strict=True):
@@ -479,7 +507,7 @@ class RelationalMemory(RecurrentModel):
             else:
                 rows[t + 1, :memory_rows] = candidate
 
-        cache = RMCCache(input_proj, rows, tapes, block_weights, gate_tape)
+        cache = RMCCache(input_proj, rows, tapes, block_weights, gate_tape, workspace)
         if not self.hyper.per_step_targets:
             # [N B, F] -> [N, B, F] -> [B, N, F] -> [B, N F], a copy: rows is pooled
             memory = rows[steps, :memory_rows].reshape(slots, batch, mem_size)
@@ -501,12 +529,10 @@ class RelationalMemory(RecurrentModel):
             # [B, N F] -> [B, N, F] -> [N, B, F] -> [N B, F], the last step's only
             d_features = d_features.reshape(batch, slots, mem_size).transpose(1, 0, 2)
             d_last = d_features.reshape(memory_rows, mem_size)
-        grad_tapes = [allocate_grad_tape(tape, lease.empty) for tape in cache.blocks]
-        d_rows = lease.empty((steps, memory_rows + batch, mem_size), d_features.dtype)
-        d_gates, gate_grads = None, None
-        if cache.gates is not None:
-            d_gates = lease.empty(cache.gates.gates.shape, d_features.dtype)
-            gate_grads = (d_gates, gate_slopes(cache.gates, lease.empty))
+        workspace = cache.workspace
+        grad_tapes, d_rows, d_gates = workspace.grad_tapes, workspace.d_rows, workspace.d_gates
+        for tape, grad_tape in zip(cache.blocks, grad_tapes, strict=True):
+            write_relu_masks(tape, grad_tape)
 
         # Walk the steps backward; the initial memory is constant, so its gradient is dropped.
         d_memory = np.zeros((memory_rows, mem_size), dtype=d_features.dtype)
@@ -515,26 +541,23 @@ class RelationalMemory(RecurrentModel):
                 d_memory = d_memory + d_features[t]
             elif t == steps - 1:  # no gradient reaches the features of earlier steps
                 d_memory = d_memory + d_last
-            d_memory = self._step_backward(t, d_memory, cache, grad_tapes, d_rows, gate_grads)
+            d_memory = self._step_backward(t, d_memory, cache, grad_tapes, d_rows, d_gates)
 
         return self._param_grads(cache, grad_tapes, d_rows, d_gates, input_grad)
 
-    def _step_backward(self, t, d_memory, cache, grad_tapes, d_rows, gate_grads):
+    def _step_backward(self, t, d_memory, cache, grad_tapes, d_rows, d_gates):
         """Backward of step t from d_memory (N B, F); return d_memory_prev (N B, F).
 
-        ``gate_grads`` is None without gates, else the pair (d_gates, the gate
-        tape's ``gate_slopes``). Fills step t of the gradient tapes, of d_rows
-        (T, (N + 1) B, F) and of d_gates. Returns None for step 0, because the
-        initial memory is a constant.
+        Fills step t of the gradient tapes, of d_rows (T, (N + 1) B, F) and of
+        d_gates. Returns None for step 0, because the initial memory is a constant.
         """
         memory_rows = d_memory.shape[0]
         d_candidate = grad_tapes[-1].d_out[t]  # (N B, F)
-        if gate_grads is None:
+        if d_gates is None:
             d_candidate[...] = d_memory
         else:
-            d_gates, slopes = gate_grads
             d_memory = gates_step_backward(
-                cache.gates, slopes, t, d_memory, d_gates, d_candidate, memory_grad=t > 0
+                cache.gates, t, d_memory, d_gates, d_candidate, memory_grad=t > 0
             )
 
         for block in reversed(range(len(cache.blocks))):
@@ -547,7 +570,7 @@ class RelationalMemory(RecurrentModel):
         # memory M_0 is a constant, so step 0 returns nothing.
         if t == 0:
             return None
-        if gate_grads is None:
+        if d_gates is None:
             return d_rows[t, :memory_rows]
         d_memory += d_rows[t, :memory_rows]
         return d_memory

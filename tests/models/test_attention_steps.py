@@ -19,6 +19,7 @@ from models.attention import (
     block_step_forward,
     init_attention_block,
     prepare_block,
+    write_relu_masks,
 )
 from models.layers import init_linear
 
@@ -52,6 +53,7 @@ def run_block(z, shared_slots, d_out, constant_slots=0, kept_slots=None):
         block_step_forward(tape, t, weights)
 
     grad_tape = allocate_grad_tape(tape)
+    write_relu_masks(tape, grad_tape)
     grad_tape.d_out[...] = d_out[:, : grad_tape.d_out.shape[1]]
     dz = np.empty_like(z)
     for t in reversed(range(STEPS)):

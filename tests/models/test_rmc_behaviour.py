@@ -6,7 +6,6 @@ import pytest
 from models.factory import make_model
 from models.rmc import (
     allocate_gate_tape,
-    gate_slopes,
     gates_step_backward,
     gates_step_forward,
     initial_memory,
@@ -294,12 +293,11 @@ def test_gates_backward_skips_memory_grad(gate_width):
     gates_step_forward(tape, 0, rng.standard_normal((rows, width)), half_gate_x, memory)
     d_memory = rng.standard_normal((rows, width))
 
-    slopes = gate_slopes(tape)
     d_gates, d_candidate = np.empty_like(tape.gates), np.empty((rows, width))
-    d_memory_prev = gates_step_backward(tape, slopes, 0, d_memory, d_gates, d_candidate)
+    d_memory_prev = gates_step_backward(tape, 0, d_memory, d_gates, d_candidate)
     skipped_gates, skipped_candidate = np.empty_like(tape.gates), np.empty((rows, width))
     skipped = gates_step_backward(
-        tape, slopes, 0, d_memory, skipped_gates, skipped_candidate, memory_grad=False
+        tape, 0, d_memory, skipped_gates, skipped_candidate, memory_grad=False
     )
 
     assert d_memory_prev.shape == (rows, width)
