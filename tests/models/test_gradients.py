@@ -233,17 +233,21 @@ def test_gradient_check_detects_a_wrong_gradient():
     ("kind", "hyper", "learning_rate"),
     [
         ("lstm", {"hidden_size": 8}, 0.3),
-        ("rmc", {"mem_slots": 3, "head_size": 4, "num_heads": 2}, 0.1),
+        ("rmc", {"mem_slots": 3, "head_size": 4, "num_heads": 2}, 0.05),
     ],
 )
 def test_gradient_descent_lowers_loss(kind, hyper, learning_rate):
-    """Plain gradient descent in float32 fits a fixed batch of random targets."""
+    """Plain gradient descent in float32 fits a fixed batch of random targets.
+
+    The RMC's rate is below the 0.1 at which its loss, on the way down, jumps
+    to half its first value at some steps, by how float32 rounds.
+    """
     model = make_model(kind, input_size=INPUT_SIZE, output_size=OUTPUT_SIZE, **hyper)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((16, 5, INPUT_SIZE))
     y = rng.standard_normal((16, OUTPUT_SIZE))
     first, _ = model.loss_and_grads(x, y, "mse")
-    for _ in range(200):
+    for _ in range(300):
         loss, grads = model.loss_and_grads(x, y, "mse")
         for name in model.params:
             model.params[name] -= learning_rate * grads[name]
