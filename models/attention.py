@@ -52,6 +52,7 @@ Layout choices that make the small per-step arrays cheap in NumPy:
   ``tracking`` training step of bench/compare.py.
 """
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -152,10 +153,7 @@ def prepare_block(
     weight, bias = block["qkv.W"], block["qkv.b"]
     qkv_weight = weight - row_mean(weight)  # (F, Q)
     mem_size, qkv_width = weight.shape
-    group = qkv_width // num_heads  # 2K + V columns per head, in the order [q | k | v]
-    column_scale = np.ones((num_heads, group), dtype=weight.dtype)
-    column_scale[:, :key_size] = key_size**-0.5
-    column_scale = column_scale.reshape(qkv_width)
+    column_scale = _column_scale(num_heads, qkv_width // num_heads, key_size, weight.dtype)
     kept_slots = row_shape[0] if kept_slots is None else kept_slots
 
     def tile(vectors, slots):
@@ -195,6 +193,18 @@ def prepare_block(
         row_norm_constants=norm_constants(mem_size, weight.dtype),
         shift_logits=_logit_bound(block, num_heads, key_size) > MAX_UNSHIFTED_LOGIT,
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _column_scale(num_heads, group, key_size, dtype):
+    """Return K ** -0.5 in the q columns and 1 in the k and v columns, (Q,), read-only.
+
+    ``group`` is the 2K + V columns of each head, in the order [q | k | v].
+    """
+    scale = np.ones((num_heads, group), dtype=dtype)
+    scale[:, :key_size] = key_size**-0.5
+    scale.flags.writeable = False
+    return scale.reshape(-1)
 
 
 def _logit_bound(block, num_heads, key_size):

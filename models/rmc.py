@@ -67,10 +67,8 @@ from models.attention import (
     write_relu_masks,
 )
 from models.layers import (
-    LinearCache,
     dot,
     init_linear,
-    linear_forward,
     repeated_rows_dot,
     repeated_rows_grad,
     row_mean,
@@ -81,7 +79,15 @@ from models.layers import (
     sum_rows,
 )
 from models.readout import ModelConfig, RecurrentModel
-from models.rmc_input import gate_input_term, input_path_backward, input_term, through_input
+from models.rmc_input import (
+    InputRows,
+    gate_input_term,
+    input_path_backward,
+    input_projection,
+    input_rows,
+    input_term,
+    through_input,
+)
 
 GATE_STYLES = ("unit", "memory", None)
 # Two ways to take maps in fewer FLOPs, each at the cost of a few more NumPy
@@ -197,6 +203,12 @@ def gate_weights(weight):
         "half_weight": weight * 0.5,  # exact in binary floating point
         "weight_t": np.ascontiguousarray(weight.T),
     }
+
+
+def write_gate_weights(tape, weight):
+    """Overwrite the gate tape's copies of ``gate_memory.W`` (F, 2G) with those of ``weight``."""
+    np.multiply(weight, 0.5, out=tape.half_weight)
+    tape.weight_t[...] = weight.T
 
 
 @functools.lru_cache(maxsize=16)
@@ -332,14 +344,14 @@ class RMCWorkspace(NamedTuple):
 
     rows: np.ndarray  # (T + 1, (N + 1) B, F), see RMCCache
     tapes: list[BlockTape]  # one per block, without given_qkv
-    gate_tape: GateCache | None  # with the gate weights of the pass that built it
+    gate_tape: GateCache | None  # its gate weights written by each pass, write_gate_weights
     grad_tapes: list  # one BlockGradTape per block
     d_rows: np.ndarray  # (T, (N + 1) B, F) the gradient at the first block's input rows
     d_gates: np.ndarray | None  # (T, N B, 2G) at the gate pre-activations
 
 
 class RMCCache(NamedTuple):
-    input_proj: LinearCache
+    inputs: InputRows  # x and the input projection, as models.rmc_input takes them
     rows: np.ndarray  # (T + 1, (N + 1) B, F): rows[t] = [M_{t-1}; u_t]; M_T in rows[T, :N B]
     blocks: list[BlockTape]  # one per block, each over all T steps
     block_weights: list[BlockWeights]
@@ -469,8 +481,8 @@ class RelationalMemory(RecurrentModel):
         params, gated = self.params, self.hyper.gate_style is not None
 
         # Input projections for all steps at once.
-        x_proj, input_proj = linear_forward(x, params["input_proj.W"], params["input_proj.b"])
-        u = x_proj.transpose(1, 0, 2)  # [B, T, F] -> [T, B, F]
+        inputs = input_rows(x, params)
+        u = input_projection(inputs)  # (T, B, F)
         memory_rows = slots * batch  # N B
         block_weights = self._block_weights(batch, lease)
         shared, split = self._shares_initial_memory(batch), self._splits_input_qkv(batch)
@@ -487,7 +499,7 @@ class RelationalMemory(RecurrentModel):
 
         tapes = list(workspace.tapes)
         if split:
-            given_qkv = input_term(x, params, block_weights[0].qkv_weight)  # (T, B, Q)
+            given_qkv = input_term(inputs, block_weights[0].qkv_weight)  # (T, B, Q)
             tapes[0] = tapes[0]._replace(given_qkv=given_qkv)
         gate_x, gate_tape = None, None
         if gated:
@@ -495,8 +507,9 @@ class RelationalMemory(RecurrentModel):
             # sequence, halved: the steps compute the pre-activations halved, see
             # gates_step_forward.
             extra_bias = params["gate_memory.b"] + constant_gate_bias(self.gate_width, self.dtype)
-            gate_x = gate_input_term(x, u, params, extra_bias, 0.5)  # (T, B, 2G)
-            gate_tape = workspace.gate_tape._replace(**gate_weights(params["gate_memory.W"]))
+            gate_x = gate_input_term(inputs, u, params, extra_bias, 0.5)  # (T, B, 2G)
+            gate_tape = workspace.gate_tape
+            write_gate_weights(gate_tape, params["gate_memory.W"])
 
         for t in range(steps):
             for tape, weights in zip(tapes, block_weights, strict=True):
@@ -507,7 +520,7 @@ class RelationalMemory(RecurrentModel):
             else:
                 rows[t + 1, :memory_rows] = candidate
 
-        cache = RMCCache(input_proj, rows, tapes, block_weights, gate_tape, workspace)
+        cache = RMCCache(inputs, rows, tapes, block_weights, gate_tape, workspace)
         if not self.hyper.per_step_targets:
             # [N B, F] -> [N, B, F] -> [B, N, F] -> [B, N F], a copy: rows is pooled
             memory = rows[steps, :memory_rows].reshape(slots, batch, mem_size)
@@ -601,9 +614,8 @@ class RelationalMemory(RecurrentModel):
         if cache.blocks[0].given_qkv is not None:  # d_u lacks the input rows' qkv share
             d_qkv_pre = grad_tapes[0].d_qkv_pre[:, memory_rows:]  # (T, B, Q)
             deferred = (d_qkv_pre, cache.block_weights[0].qkv_weight)
-        x = cache.input_proj.x
         dx, local, qkv_weight_grad = input_path_backward(
-            x, u, d_u, d_gate_x, self.params, deferred, input_grad
+            cache.inputs, u, d_u, d_gate_x, self.params, deferred, input_grad
         )
         if qkv_weight_grad is not None:  # the input rows' share, left out by block0's grads
             grads["block0.qkv.W"] += qkv_weight_grad - row_mean(qkv_weight_grad)

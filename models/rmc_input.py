@@ -27,9 +27,31 @@ Gradients arrive time-major: d_u (T, B, F) from the blocks and d_gate_x
 (T, B, 2G) from the gates, so the rows below are time-major too, (T B, ...).
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from models.layers import sum_rows
+
+
+class InputRows(NamedTuple):
+    """The input of one pass as the maps of this module take it, built by ``input_rows``."""
+
+    rows: np.ndarray  # x1 (T B, D + 1): x time-major, with a column of ones
+    stacked: np.ndarray  # A = [W_in; b_in] (D + 1, F)
+    shape: tuple  # (B, T, D), the shape of x
+
+
+def input_rows(x, params):
+    """Return the ``InputRows`` of x (B, T, D) and the input projection of ``params``."""
+    stacked = np.vstack([params["input_proj.W"], params["input_proj.b"]])
+    return InputRows(_extended_rows(x), stacked, x.shape)
+
+
+def input_projection(inputs):
+    """Return the input rows u = x1 @ A of every step, time-major (T, B, F)."""
+    batch, steps, _ = inputs.shape
+    return (inputs.rows @ inputs.stacked).reshape(steps, batch, -1)  # (T B, F) -> (T, B, F)
 
 
 def through_input(params):
@@ -48,22 +70,17 @@ def _extended_rows(x):
     return rows
 
 
-def _stacked_projection(params):
-    """Return A = [W_in; b_in] of shape (D + 1, F)."""
-    return np.vstack([params["input_proj.W"], params["input_proj.b"]])
-
-
-def input_term(x, params, weight):
+def input_term(inputs, weight):
     """Return ``u @ weight`` for a weight (F, n), through the input, time-major (T, B, n).
 
     Only when ``through_input``: computed as ``x1 @ (A @ weight)``.
     """
-    batch, steps, _ = x.shape
-    out = _extended_rows(x) @ (_stacked_projection(params) @ weight)  # (T B, D + 1) @ ...
+    batch, steps, _ = inputs.shape
+    out = inputs.rows @ (inputs.stacked @ weight)  # (T B, D + 1) @ (D + 1, n)
     return out.reshape(steps, batch, -1)  # (T B, n) -> (T, B, n)
 
 
-def gate_input_term(x, u, params, extra_bias, scale):
+def gate_input_term(inputs, u, params, extra_bias, scale):
     """Return ``scale * (u @ W_gx + b_gx + extra_bias)``, time-major (T, B, 2G).
 
     ``u`` is the input rows, time-major (T, B, F). ``scale`` is folded into
@@ -72,28 +89,28 @@ def gate_input_term(x, u, params, extra_bias, scale):
     weight = params["gate_input.W"] * scale  # (F, 2G)
     bias = (params["gate_input.b"] + extra_bias) * scale
     if through_input(params):
-        gate_x = _extended_rows(x) @ (_stacked_projection(params) @ weight)  # (T B, D + 1) @ ...
+        gate_x = inputs.rows @ (inputs.stacked @ weight)  # (T B, D + 1) @ (D + 1, 2G)
     else:
         gate_x = u.reshape(-1, weight.shape[0]) @ weight  # [T, B, F] -> (T B, F) @ (F, 2G)
     gate_x += bias
     return gate_x.reshape(u.shape[0], u.shape[1], -1)  # (T B, 2G) -> (T, B, 2G)
 
 
-def input_path_backward(x, u, d_u, d_gate_x, params, deferred=None, input_grad=True):
+def input_path_backward(inputs, u, d_u, d_gate_x, params, deferred=None, input_grad=True):
     """Return dx (B, T, D), the grads of ``input_proj.*`` and ``gate_input.*``, and a third value.
 
     ``u`` is the input rows, time-major (T, B, F), ``d_u`` (T, B, F) the
     gradient at them from the blocks, and ``d_gate_x`` (T, B, 2G) that at the
     gates' input term, or None without gates. ``deferred``, only when
     ``through_input``, is a pair (d_out (T, B, n), weight (F, n)) for a map
-    ``input_term(x, params, weight)``: its share ``d_out @ weight.T`` of the
+    ``input_term(inputs, weight)``: its share ``d_out @ weight.T`` of the
     gradient at u, which d_u leaves out, is taken here through the input. The
     third value is then that map's weight gradient ``u^T d_out`` (F, n), else
     None. dx is None when ``input_grad`` is False.
     """
-    batch, steps, input_size = x.shape
+    batch, steps, input_size = inputs.shape
     w_in = params["input_proj.W"]
-    rows = _extended_rows(x)  # x1 (T B, D + 1)
+    rows = inputs.rows  # x1 (T B, D + 1)
     d_u = d_u.reshape(-1, w_in.shape[1])  # (T B, F), a copy when d_u is a strided view
     grads = {}
     gates_through_input = d_gate_x is not None and through_input(params)
@@ -107,12 +124,11 @@ def input_path_backward(x, u, d_u, d_gate_x, params, deferred=None, input_grad=T
     d_stacked = rows.T @ d_u  # (D + 1, T B) @ (T B, F): the grads of A = [W_in; b_in]
     dx = d_u @ w_in.T if input_grad else None  # (T B, F) @ (F, D)
     if gates_through_input:
-        grads["gate_input.W"] = _map_backward(
-            rows, d_gates, params["gate_input.W"], params, dx, d_stacked
-        )
+        gate_weight = params["gate_input.W"]
+        grads["gate_input.W"] = _map_backward(inputs, d_gates, gate_weight, dx, d_stacked)
     deferred_weight_grad = None
     if deferred is not None:
-        deferred_weight_grad = _map_backward(rows, *deferred, params, dx, d_stacked)
+        deferred_weight_grad = _map_backward(inputs, *deferred, dx, d_stacked)
 
     grads["input_proj.W"] = d_stacked[:input_size]
     grads["input_proj.b"] = d_stacked[input_size]
@@ -121,15 +137,16 @@ def input_path_backward(x, u, d_u, d_gate_x, params, deferred=None, input_grad=T
     return dx, grads, deferred_weight_grad
 
 
-def _map_backward(rows, d_out, weight, params, dx, d_stacked):
+def _map_backward(inputs, d_out, weight, dx, d_stacked):
     """Backpropagate a map ``u @ weight`` taken through the input; return ``u^T d_out`` (F, n).
 
-    ``rows`` is x1 (T B, D + 1). ``d_out``, the map's gradient, is (T B, n), or
+    ``inputs`` are the pass's ``InputRows``. ``d_out``, the map's gradient, is (T B, n), or
     (T, B, n) when each step is a slice of a larger array. In that case the
     products run per step, so nothing is copied. The map's share is added to
     d_stacked (D + 1, F) and, unless it is None, to dx (T B, D).
     """
-    through = None if dx is None else (params["input_proj.W"] @ weight).T  # (n, D)
+    rows, stacked = inputs.rows, inputs.stacked  # x1 (T B, D + 1) and A (D + 1, F)
+    through = None if dx is None else (stacked[:-1] @ weight).T  # W_in @ weight: (n, D)
     if d_out.ndim == 2:
         x1_t_d_out = rows.T @ d_out  # (D + 1, T B) @ (T B, n)
         if dx is not None:
@@ -142,4 +159,4 @@ def _map_backward(rows, d_out, weight, params, dx, d_stacked):
             # (T, B, n) @ (n, D), added to dx: (T B, D) -> (T, B, D)
             dx.reshape(steps, batch, -1)[...] += np.matmul(d_out, through)
     d_stacked += x1_t_d_out @ weight.T  # (D + 1, n) @ (n, F)
-    return _stacked_projection(params).T @ x1_t_d_out  # u^T d_out = A^T (x1^T d_out)
+    return stacked.T @ x1_t_d_out  # u^T d_out = A^T (x1^T d_out)
