@@ -53,7 +53,8 @@ class ArrayPool:
     the end. The caches of ``forward`` keep their buffers, so ``backward`` may
     run on a cache any number of times. The pool keeps buffers of every shape
     it has seen, such as the training batch and the evaluation chunks, up to
-    ``max_bytes``.
+    ``max_bytes``. It also keeps whole structures of buffers that
+    ``PoolLease.reuse`` built, such as the RMC's tapes with their views, by key.
 
     Args:
         max_bytes: the maximum memory kept for reuse, in bytes. Buffers given
