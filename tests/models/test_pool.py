@@ -1,6 +1,7 @@
 """The buffer pool of a model: arrays and whole structures of arrays reused between passes."""
 
 import numpy as np
+import pytest
 
 from models import make_model
 from models.readout import ArrayPool
@@ -32,24 +33,19 @@ def test_reuse_builds_for_each_open_lease():
     assert second["a"] is not first["a"]
 
 
-def test_reuse_keeps_structures_apart_by_key():
-    pool = ArrayPool()
+@pytest.mark.parametrize(
+    ("max_bytes", "key"),
+    [(2**20, "other pair"), (32, "pair")],
+    ids=["other key", "over the limit"],
+)
+def test_reuse_builds_anew(max_bytes, key):
+    """A structure of another key, or one the pool could not keep, is not reused."""
+    pool = ArrayPool(max_bytes=max_bytes)
     lease = pool.lease()
     first = lease.reuse("pair", build_pair)
     lease.release()
 
-    other = pool.lease().reuse("other pair", build_pair)
-
-    assert other is not first
-
-
-def test_reuse_drops_structures_over_limit():
-    pool = ArrayPool(max_bytes=32)
-    lease = pool.lease()
-    first = lease.reuse("pair", build_pair)
-    lease.release()
-
-    second = pool.lease().reuse("pair", build_pair)
+    second = pool.lease().reuse(key, build_pair)
 
     assert second is not first
 
