@@ -60,6 +60,12 @@ def rmc_and_data():
     return model, x_first, x_second, d_outputs
 
 
+def assert_same_grads(actual, expected):
+    assert actual.keys() == expected.keys()
+    for name, value in expected.items():
+        np.testing.assert_array_equal(actual[name], value, err_msg=name)
+
+
 def test_rmc_cache_survives_later_forward():
     model, x_first, x_second, d_outputs = rmc_and_data()
     _, cache, _ = model.forward(x_first)
@@ -71,8 +77,7 @@ def test_rmc_cache_survives_later_forward():
     dx, grads = model.backward(d_outputs, cache)
 
     np.testing.assert_array_equal(dx, expected_dx)
-    for name, value in expected_grads.items():
-        np.testing.assert_array_equal(grads[name], value, err_msg=name)
+    assert_same_grads(grads, expected_grads)
 
 
 def test_rmc_repeats_loss_and_grads_after_reuse():
@@ -84,8 +89,7 @@ def test_rmc_repeats_loss_and_grads_after_reuse():
     repeated_loss, repeated_grads = model.loss_and_grads(x_first, targets, "mse")
 
     assert repeated_loss == loss
-    for name, value in grads.items():
-        np.testing.assert_array_equal(repeated_grads[name], value, err_msg=name)
+    assert_same_grads(repeated_grads, grads)
 
 
 def test_rmc_reuse_follows_updated_params():
@@ -100,5 +104,4 @@ def test_rmc_reuse_follows_updated_params():
     fresh_loss, fresh_grads = fresh.loss_and_grads(x_first, targets, "mse")
 
     assert loss == fresh_loss
-    for name, value in fresh_grads.items():
-        np.testing.assert_array_equal(grads[name], value, err_msg=name)
+    assert_same_grads(grads, fresh_grads)
