@@ -137,16 +137,20 @@ def step_products(a, b):
 
     The weight gradients of the recurrent cores sum such products over the
     steps of a sequence. When one step's product is small (D M n at most
-    ``SMALL_PRODUCT``), or when a or b is a strided view, it takes one product
-    per step and sums them, else one product over all S n rows. On the
-    ``tracking`` RMC of bench/compare.py, the qkv weight's gradient,
+    ``SMALL_PRODUCT``) and the S products (S, D, M) take no more memory than
+    a and b, or when a or b is a strided view, it takes one product per step
+    and sums them, else one product over all S n rows. On the ``tracking``
+    RMC of bench/compare.py, the qkv weight's gradient,
     (32, 11 x 160) @ (11 x 160, 96), took 104 microseconds as a product per
     step against 130 as one product (``timeit``).
     """
     steps, rows, width = a.shape
+    out_width = b.shape[-1]
     whole = a.flags.c_contiguous and b.flags.c_contiguous  # all rows as one matrix, no copy
-    if whole and width * b.shape[-1] * rows > SMALL_PRODUCT:
-        return a.reshape(-1, width).T @ b.reshape(-1, b.shape[-1])  # (D, S n) @ (S n, M)
+    small = width * out_width * rows <= SMALL_PRODUCT
+    compact = width * out_width <= rows * (width + out_width)  # (S, D, M) within a's and b's size
+    if steps == 0 or (whole and not (small and compact)):
+        return a.reshape(-1, width).T @ b.reshape(-1, out_width)  # (D, S n) @ (S n, M)
     products = np.matmul(a.transpose(0, 2, 1), b)  # (S, D, n) @ (S, n, M)
     ones = constant_array((steps,), 1.0, products.dtype)
     return dot(ones, products.reshape(steps, -1)).reshape(width, -1)  # (S,) @ (S, D M)

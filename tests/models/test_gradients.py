@@ -165,6 +165,26 @@ def test_rmc_gradients_split_maps(case, per_step, split_input, share_memory, mon
     assert_gradients_match("rmc", "mse", per_step=per_step, **hyper)
 
 
+@pytest.mark.parametrize("gate_style", ["unit", "memory", None])
+def test_one_step_sequences_with_split_maps(gate_style, monkeypatch):
+    """A single step, whose shared step 0 leaves no other step for the weight gradients."""
+    hyper = {**RMC_TINY, "gate_style": gate_style}
+    model = make_model(
+        "rmc", input_size=INPUT_SIZE, output_size=OUTPUT_SIZE, dtype="float64", **hyper
+    )
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((BATCH, 1, INPUT_SIZE))
+    y = rng.standard_normal((BATCH, OUTPUT_SIZE))
+    monkeypatch.setattr(rmc, "MIN_SPLIT_FLOPS", 0)
+    loss, grads = model.loss_and_grads(x, y, "mse")
+    monkeypatch.setattr(rmc, "MIN_SPLIT_FLOPS", 10**18)
+    whole_loss, whole_grads = model.loss_and_grads(x, y, "mse")
+
+    np.testing.assert_allclose(loss, whole_loss, rtol=1e-12)
+    for name, value in whole_grads.items():
+        np.testing.assert_allclose(grads[name], value, rtol=1e-10, atol=1e-14, err_msg=name)
+
+
 def test_small_batches_keep_the_whole_maps():
     model = make_model("rmc", input_size=INPUT_SIZE, output_size=OUTPUT_SIZE, **RMC_TINY)
     assert not model._splits_input_qkv(BATCH)
