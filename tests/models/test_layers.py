@@ -15,7 +15,7 @@ def reference(a, b):
 
 
 @pytest.mark.parametrize("limit", [0, 10**6], ids=["one product", "per step"])
-def test_step_products_sums_the_products_of_every_step(monkeypatch, limit):
+def test_step_products_sum_every_step(monkeypatch, limit):
     monkeypatch.setattr(layers, "SMALL_PRODUCT", limit)
     rng = np.random.default_rng(0)
     a = rng.standard_normal((STEPS, ROWS, WIDTH))
