@@ -181,9 +181,10 @@ def allocate_gate_tape(memory_prev, weight, batch, empty=np.empty, shared_first=
     """
     width = weight.shape[1] // 2  # G
     gates = empty((*memory_prev.shape[:-1], 2 * width), weight.dtype)
-    return GateCache(
+    tape = GateCache(
         memory_prev=memory_prev,
-        **gate_weights(weight),
+        half_weight=empty(weight.shape, weight.dtype),
+        weight_t=empty(weight.shape[::-1], weight.dtype),
         tanh_memory=empty(memory_prev.shape, weight.dtype),
         gates=gates,
         tanh_candidate=empty(memory_prev.shape, weight.dtype),
@@ -195,19 +196,13 @@ def allocate_gate_tape(memory_prev, weight, batch, empty=np.empty, shared_first=
         per_slot=gates.reshape(gates.shape[0], -1, batch, gates.shape[-1], copy=False),
         shared_first=shared_first,
     )
-
-
-def gate_weights(weight):
-    """Return the fields of ``GateCache`` that ``gate_memory.W`` (F, 2G) sets, by name."""
-    return {
-        "half_weight": weight * 0.5,  # exact in binary floating point
-        "weight_t": np.ascontiguousarray(weight.T),
-    }
+    write_gate_weights(tape, weight)
+    return tape
 
 
 def write_gate_weights(tape, weight):
     """Overwrite the gate tape's copies of ``gate_memory.W`` (F, 2G) with those of ``weight``."""
-    np.multiply(weight, 0.5, out=tape.half_weight)
+    np.multiply(weight, 0.5, out=tape.half_weight)  # exact in binary floating point
     tape.weight_t[...] = weight.T
 
 

@@ -109,7 +109,7 @@ def input_path_backward(inputs, u, d_u, d_gate_x, params, deferred=None, input_g
     None. dx is None when ``input_grad`` is False.
     """
     batch, steps, input_size = inputs.shape
-    w_in = params["input_proj.W"]
+    w_in = inputs.stacked[:input_size]  # W_in as the forward pass used it, (D, F)
     rows = inputs.rows  # x1 (T B, D + 1)
     d_u = d_u.reshape(-1, w_in.shape[1])  # (T B, F), a copy when d_u is a strided view
     grads = {}
