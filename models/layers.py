@@ -136,11 +136,11 @@ def step_products(a, b):
     """Return the sum over steps of a[t]^T b[t], (D, M), for a (S, n, D) and b (S, n, M).
 
     The weight gradients of the recurrent cores sum such products over the
-    steps of a sequence. One product per step, summed, is taken when a or b
-    is a strided view, or when each step's product is small (D M n at most
-    ``SMALL_PRODUCT``) and the S products (S, D, M) take no more memory than
-    a and b. Otherwise, or with no steps, it is one product over all S n
-    rows. On the ``tracking`` RMC of bench/compare.py, the qkv weight's
+    steps of a sequence. It takes one product per step and sums them when a
+    or b is a strided view. It does the same when each step's product is
+    small (D M n at most ``SMALL_PRODUCT``) and the S products (S, D, M) take
+    no more memory than a and b. Otherwise, or with no steps, it takes one
+    product over all S n rows. On the ``tracking`` RMC of bench/compare.py, the qkv weight's
     gradient, (32, 11 x 160) @ (11 x 160, 96), took 104 microseconds as a
     product per step against 130 as one product (``timeit``).
     """

@@ -339,7 +339,7 @@ class RMCWorkspace(NamedTuple):
 
     rows: np.ndarray  # (T + 1, (N + 1) B, F), see RMCCache
     tapes: list[BlockTape]  # one per block, without given_qkv
-    gate_tape: GateCache | None  # its gate weights written by each pass, write_gate_weights
+    gate_tape: GateCache | None  # each pass overwrites its weight copies (write_gate_weights)
     grad_tapes: list  # one BlockGradTape per block
     d_rows: np.ndarray  # (T, (N + 1) B, F) the gradient at the first block's input rows
     d_gates: np.ndarray | None  # (T, N B, 2G) at the gate pre-activations

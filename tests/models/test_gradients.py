@@ -259,8 +259,9 @@ def test_gradient_check_detects_a_wrong_gradient():
 def test_gradient_descent_lowers_loss(kind, hyper, learning_rate):
     """Plain gradient descent in float32 fits a fixed batch of random targets.
 
-    The RMC's rate is below the 0.1 at which its loss, on the way down, jumps
-    to half its first value at some steps, by how float32 rounds.
+    At a rate of 0.1 the RMC's loss jumps back up at some steps on the way
+    down, in float64 too: one float32 run was at 0.58 of its first loss at
+    step 200. Where the jumps fall depends on rounding, so the rate here is 0.05.
     """
     model = make_model(kind, input_size=INPUT_SIZE, output_size=OUTPUT_SIZE, **hyper)
     rng = np.random.default_rng(0)
